@@ -1,0 +1,39 @@
+"""fal_realtime: an asyncio client for fal.ai's realtime and HTTP-over-WebSocket APIs.
+
+The local gateway lives in :mod:`fal_realtime.server`; the command line in
+``fal-realtime`` (:mod:`fal_realtime.cli`).
+"""
+
+from ._protocol.apps import AppId
+from ._version import __version__
+from .errors import (
+    CALLBACK_ERROR,
+    CONNECTION_LOST,
+    DECODE_ERROR,
+    INTERNAL_ERROR,
+    INVALID_INPUT,
+    RATE_LIMITED,
+    TIMEOUT,
+    UNAUTHORIZED,
+    ConnectionLostError,
+    RealtimeError,
+    RealtimeTimeoutError,
+    UnauthorizedError,
+)
+
+__all__ = [
+    "CALLBACK_ERROR",
+    "CONNECTION_LOST",
+    "DECODE_ERROR",
+    "INTERNAL_ERROR",
+    "INVALID_INPUT",
+    "RATE_LIMITED",
+    "TIMEOUT",
+    "UNAUTHORIZED",
+    "AppId",
+    "ConnectionLostError",
+    "RealtimeError",
+    "RealtimeTimeoutError",
+    "UnauthorizedError",
+    "__version__",
+]

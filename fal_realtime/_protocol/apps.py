@@ -1,0 +1,218 @@
+"""Parse app ids and build the URLs of both WebSocket APIs (no I/O).
+
+App ids are ``owner/alias[/sub...]``; the legacy form ``123-alias`` means
+``123/alias``; ``workflows/`` and ``comfy/`` are namespaces whose owner is the
+second part. Hosts come from an explicit ``base_url``, else the environment
+(``FAL_RUN_HOST`` / ``FAL_WS_RUN_HOST``, a bare host meaning TLS, or a full URL),
+else fal's own hosts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "DEFAULT_REST_URL",
+    "DEFAULT_RUN_HOST",
+    "DEFAULT_WS_RUN_HOST",
+    "MAX_BUFFERING_RANGE",
+    "NAMESPACES",
+    "AppId",
+    "http_ws_url",
+    "realtime_url",
+    "redact_url",
+    "resolve_base",
+    "token_url",
+    "validate_max_buffering",
+]
+
+NAMESPACES: Final = ("workflows", "comfy")
+DEFAULT_RUN_HOST: Final = "fal.run"
+DEFAULT_WS_RUN_HOST: Final = "ws.fal.run"
+DEFAULT_REST_URL: Final = "https://rest.fal.ai"
+MAX_BUFFERING_RANGE: Final = (1, 60)
+
+_ACCEPTED_FORM: Final = (
+    "expected 'owner/alias[/path]' (e.g. 'fal-ai/flux-lora-realtime'), "
+    "the legacy '123-alias', or 'workflows/owner/alias'"
+)
+_LEGACY = re.compile(r"^([0-9]+)-([A-Za-z0-9][A-Za-z0-9._-]*)$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+_SECRET_QUERY_KEYS: Final = frozenset({"fal_jwt_token", "token", "key"})
+
+Protocol = Literal["realtime", "http_ws"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppId:
+    """A parsed fal app id: ``[namespace/]owner/alias[/path]``."""
+
+    owner: str
+    alias: str
+    path: str | None = None
+    namespace: str | None = None
+
+    @classmethod
+    def parse(cls, app_id: str) -> AppId:
+        """Parse ``app_id``; raise ``ValueError`` naming it and the accepted form."""
+        if not isinstance(app_id, str):
+            raise TypeError(f"app id must be a str, not {type(app_id).__name__}")
+        text = app_id.strip("/")
+        if "://" in text or "?" in text or "#" in text:
+            raise ValueError(f"invalid app id {app_id!r}: {_ACCEPTED_FORM}")
+        parts = text.split("/") if text else []
+        if len(parts) == 1:
+            legacy = _LEGACY.match(parts[0])
+            if legacy is None:
+                raise ValueError(f"invalid app id {app_id!r}: {_ACCEPTED_FORM}")
+            parts = [legacy.group(1), legacy.group(2)]
+        namespace: str | None = None
+        if parts and parts[0] in NAMESPACES:
+            namespace, parts = parts[0], parts[1:]
+        if len(parts) < 2 or not all(_SEGMENT.match(p) for p in parts):
+            raise ValueError(f"invalid app id {app_id!r}: {_ACCEPTED_FORM}")
+        return cls(
+            owner=parts[0],
+            alias=parts[1],
+            path="/".join(parts[2:]) or None,
+            namespace=namespace,
+        )
+
+    @property
+    def key(self) -> str:
+        """Return ``[namespace/]owner/alias``: the app without its sub-path."""
+        prefix = f"{self.namespace}/" if self.namespace else ""
+        return f"{prefix}{self.owner}/{self.alias}"
+
+    @property
+    def app_path(self) -> str:
+        """Return ``[namespace/]owner/alias[/path]`` as it appears in URLs."""
+        return f"{self.key}/{self.path}" if self.path else self.key
+
+    def __str__(self) -> str:
+        return self.app_path
+
+
+def validate_max_buffering(value: int | None) -> int | None:
+    """Return ``value`` when it is None or an int in 1..60, else raise."""
+    if value is None:
+        return None
+    low, high = MAX_BUFFERING_RANGE
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_buffering must be an int in {low}..{high}, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"max_buffering must be in {low}..{high} (inclusive), got {value}")
+    return value
+
+
+def _normalize_base(base: str, *, what: str) -> str:
+    """Turn a bare host or an http(s)/ws(s) URL into a ``ws(s)://host[:port][/prefix]`` base."""
+    text = base.strip().rstrip("/")
+    if not text:
+        raise ValueError(f"{what} is empty: expected a host such as 'fal.run' or a ws:// URL")
+    if "://" not in text:
+        text = f"wss://{text}"
+    parts = urlsplit(text)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.netloc:
+        raise ValueError(
+            f"{what} {base!r} is not usable: expected a bare host ('fal.run'), "
+            "or a ws://, wss://, http:// or https:// URL"
+        )
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def resolve_base(
+    protocol: Protocol,
+    base_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Return where to connect: ``base_url``, else the env host, else fal's host."""
+    if base_url:
+        return _normalize_base(base_url, what="base_url")
+    env = env or {}
+    name = "FAL_RUN_HOST" if protocol == "realtime" else "FAL_WS_RUN_HOST"
+    if value := env.get(name):
+        return _normalize_base(value, what=name)
+    default = DEFAULT_RUN_HOST if protocol == "realtime" else DEFAULT_WS_RUN_HOST
+    return f"wss://{default}"
+
+
+def token_url(base: str, env: Mapping[str, str] | None = None) -> str:
+    """Return the token endpoint that goes with a resolved ``base``.
+
+    A plain ``ws://`` base is the local gateway, which issues tokens itself;
+    anything else uses ``FAL_REST_URL`` or fal's REST host.
+    """
+    parts = urlsplit(base)
+    if parts.scheme == "ws":
+        return urlunsplit(("http", parts.netloc, f"{parts.path}/tokens/", "", ""))
+    rest = (env or {}).get("FAL_REST_URL") or DEFAULT_REST_URL
+    return f"{rest.rstrip('/')}/tokens/"
+
+
+def _join_path(app: AppId, path: str) -> str:
+    """Append ``path`` to the app path unless the app id already ends with it."""
+    app_path = app.app_path
+    suffix = path.strip("/")
+    if not suffix or app_path == suffix or app_path.endswith(f"/{suffix}"):
+        return f"/{app_path}"
+    return f"/{app_path}/{suffix}"
+
+
+def _with_query(base: str, path: str, query: Mapping[str, str]) -> str:
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path + path, urlencode(query), ""))
+
+
+def realtime_url(
+    app_id: str | AppId,
+    *,
+    base: str,
+    path: str = "/realtime",
+    token: str | None = None,
+    max_buffering: int | None = None,
+    extra_query: Mapping[str, str] | None = None,
+) -> str:
+    """Build ``{base}/{app path}{path}?fal_jwt_token=…&max_buffering=…``."""
+    app = app_id if isinstance(app_id, AppId) else AppId.parse(app_id)
+    query: dict[str, str] = dict(extra_query or {})
+    if token:
+        query["fal_jwt_token"] = token
+    buffering = validate_max_buffering(max_buffering)
+    if buffering is not None:
+        query["max_buffering"] = str(buffering)
+    return _with_query(base, _join_path(app, path), query)
+
+
+def http_ws_url(
+    app_id: str | AppId,
+    *,
+    base: str,
+    path: str = "",
+    token: str | None = None,
+    extra_query: Mapping[str, str] | None = None,
+) -> str:
+    """Build ``{base}/{app path}[/{path}]`` for HTTP over WebSockets."""
+    app = app_id if isinstance(app_id, AppId) else AppId.parse(app_id)
+    query: dict[str, str] = dict(extra_query or {})
+    if token:
+        query["fal_jwt_token"] = token
+    return _with_query(base, _join_path(app, path), query)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with token-like query values and userinfo replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if parts.netloc != netloc:
+        netloc = f"***@{netloc}"
+    query = [
+        (name, "***" if name.lower() in _SECRET_QUERY_KEYS else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"), ""))

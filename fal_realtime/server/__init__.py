@@ -1,0 +1,18 @@
+"""The local gateway: fal's realtime and HTTP-over-WebSocket protocols on one port.
+
+See :class:`Gateway`; ``fal-realtime serve`` runs one from the command line.
+"""
+
+from .faults import Faults, parse_faults
+from .gateway import DEFAULT_MAX_FRAME_BYTES, Gateway, RunningGateway
+from .tokens import TokenError, TokenIssuer
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "Faults",
+    "Gateway",
+    "RunningGateway",
+    "TokenError",
+    "TokenIssuer",
+    "parse_faults",
+]

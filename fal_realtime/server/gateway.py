@@ -1,0 +1,281 @@
+"""The local gateway: one aiohttp application speaking both of fal's WebSocket APIs.
+
+gateway = Gateway(keys=["my-key"])
+
+@gateway.realtime("me/my-app", buffering=2, session_timeout=10)
+async def handler(input: dict) -> dict:
+    return {"echo": input}
+
+gateway.http_app("me/api", upstream="http://127.0.0.1:8000")
+
+async with gateway.serve(port=0) as running:
+    print(running.url)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+
+from .._protocol.apps import AppId
+from .auth import Authenticator
+from .faults import Faults, parse_faults
+from .registry import HttpApp, HttpHandler, RealtimeApp, RealtimeHandler, Registry
+from .tokens import TokenIssuer
+
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "Gateway", "RunningGateway"]
+
+log = logging.getLogger("fal_realtime.server")
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+F = TypeVar("F", bound=Callable[..., Any])
+
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+
+@dataclass(slots=True)
+class RunningGateway:
+    """A gateway listening on a socket: where it is and how to stop it."""
+
+    host: str
+    port: int
+    tls: bool
+    runner: web.AppRunner = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        """Return ``http(s)://host:port``."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Return ``ws(s)://host:port``: the ``base_url`` that points a client here."""
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        await self.runner.cleanup()
+
+
+class Gateway:
+    """Host realtime handlers and HTTP apps behind fal's two WebSocket protocols."""
+
+    def __init__(
+        self,
+        *,
+        keys: Iterable[str] = (),
+        auth: bool = True,
+        token_secret: bytes | None = None,
+        max_token_lifetime_s: float = 3600.0,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        heartbeat_s: float | None = 30.0,
+    ) -> None:
+        accepted = [k for k in keys if k]
+        self.generated_key: str | None = None
+        if auth and not accepted:
+            self.generated_key = f"dev-{secrets.token_hex(8)}:{secrets.token_hex(16)}"
+            accepted = [self.generated_key]
+        self.registry = Registry()
+        self.tokens = TokenIssuer(
+            secret=token_secret or secrets.token_bytes(32),
+            max_lifetime_s=max_token_lifetime_s,
+        )
+        self.authenticator = Authenticator(accepted, self.tokens, enabled=auth)
+        self.max_frame_bytes = max_frame_bytes
+        self.heartbeat_s = heartbeat_s
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Tell whether WebSockets must present a key or a token."""
+        return self.authenticator.enabled
+
+    # -- registration ---------------------------------------------------------------
+
+    def realtime(
+        self,
+        app_id: str,
+        *,
+        path: str = "/realtime",
+        buffering: int | None = None,
+        session_timeout: float | None = 60.0,
+        emit_timings: bool = False,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the realtime handler of ``app_id``.
+
+        Args:
+            app_id: ``owner/alias``; the endpoint is ``/{owner}/{alias}{path}``.
+            path: the endpoint's path under the app (default ``/realtime``).
+            buffering: keep at most this many pending inputs, dropping the oldest
+                (None keeps all, as fal's runner does); ``max_buffering`` in the
+                query overrides it per connection.
+            session_timeout: seconds without input after which the session ends
+                with ``x-fal-error`` TIMEOUT and close 1000 (None: never).
+            emit_timings: send an ``x-fal-message`` timings frame after each result.
+        """
+
+        def decorate(func: F) -> F:
+            self.add_realtime(
+                app_id,
+                func,
+                path=path,
+                buffering=buffering,
+                session_timeout=session_timeout,
+                emit_timings=emit_timings,
+            )
+            return func
+
+        return decorate
+
+    def add_realtime(
+        self,
+        app_id: str,
+        handler: RealtimeHandler,
+        *,
+        path: str = "/realtime",
+        buffering: int | None = None,
+        session_timeout: float | None = 60.0,
+        emit_timings: bool = False,
+    ) -> None:
+        """Register ``handler`` as a realtime endpoint (the non-decorator form)."""
+        if buffering is not None and buffering < 1:
+            raise ValueError(f"buffering must be None or >= 1, got {buffering}")
+        if session_timeout is not None and session_timeout <= 0:
+            raise ValueError(f"session_timeout must be None or > 0, got {session_timeout}")
+        self.registry.add_realtime(
+            RealtimeApp(
+                AppId.parse(app_id),
+                handler,
+                path=path,
+                buffering=buffering,
+                session_timeout=session_timeout,
+                emit_timings=emit_timings,
+            )
+        )
+
+    def http_app(
+        self,
+        app_id: str,
+        *,
+        upstream: str | web.Application | HttpHandler,
+        max_body_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        """Front an HTTP app over HTTP-over-WebSockets.
+
+        ``upstream`` is a base URL (``http://127.0.0.1:8000``), an aiohttp
+        ``web.Application``, or one aiohttp handler answering every path. Each
+        payload is POSTed to ``upstream + sub-path``.
+        """
+        if isinstance(upstream, str) and not upstream.startswith(("http://", "https://")):
+            raise ValueError(f"upstream URL must start with http:// or https://, got {upstream!r}")
+        self.registry.add_http(HttpApp(AppId.parse(app_id), upstream, max_body_bytes))
+
+    def set_faults(self, app_id: str, faults: Faults | str | None) -> None:
+        """Inject ``faults`` into every new connection to ``app_id`` (None clears)."""
+        parsed = parse_faults(faults) if isinstance(faults, str) else faults
+        self.registry.set_faults(app_id, parsed)
+
+    # -- serving --------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """Build the aiohttp application (routes, upstream sessions, cleanup)."""
+        from .http_bridge import UpstreamPool, handle_http_ws
+        from .realtime_session import handle_realtime
+        from .tokens import handle_tokens
+
+        app = web.Application(client_max_size=1024 * 1024)
+        app[GATEWAY_KEY] = self
+        pool = UpstreamPool(self.registry)
+
+        async def websocket_or_404(request: web.Request) -> web.StreamResponse:
+            route = self.registry.resolve(request.path)
+            if route is None:
+                raise json_error(404, f"no app at {request.path}")
+            faults = self.registry.take_faults(route.app_id)
+            if spec := request.query.get("fal_faults"):
+                try:
+                    faults = faults.merged(parse_faults(spec))
+                except ValueError as exc:
+                    raise json_error(400, str(exc)) from None
+            if faults.reject_status is not None:
+                raise json_error(faults.reject_status, "rejected by fault injection")
+            if route.realtime is not None:
+                return await handle_realtime(request, self, route, route.realtime, faults)
+            if route.http is None and route.looks_realtime:
+                raise json_error(404, f"no realtime app at {request.path}")
+            return await handle_http_ws(request, self, route, pool, faults)
+
+        async def index(request: web.Request) -> web.StreamResponse:
+            return web.json_response(
+                {
+                    "service": "fal-realtime gateway",
+                    "realtime": sorted(f"/{key}{path}" for key, path in self.registry.realtime),
+                    "http": sorted(f"/{key}" for key in self.registry.http),
+                }
+            )
+
+        app.router.add_post("/tokens/", handle_tokens)
+        app.router.add_post("/tokens", handle_tokens)
+        app.router.add_get("/", index)
+        app.router.add_get("/{tail:.+}", websocket_or_404)
+        app.on_cleanup.append(lambda _app: pool.close())
+        return app
+
+    @contextlib.asynccontextmanager
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_context: Any = None,
+    ) -> AsyncIterator[RunningGateway]:
+        """Listen on ``host:port`` (0 picks a free port) until the block exits."""
+        running = await self.start(host, port, ssl_context=ssl_context)
+        try:
+            yield running
+        finally:
+            await running.stop()
+
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_context: Any = None,
+    ) -> RunningGateway:
+        """Start listening; the caller must ``await running.stop()``."""
+        runner = web.AppRunner(
+            self.make_app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        server = site._server  # aiohttp exposes no public accessor for the bound port
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        return RunningGateway(host, int(bound), ssl_context is not None, runner)
+
+
+class JSONError(web.HTTPException):
+    """An HTTP error answer whose body is ``{"detail": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status_code = status
+        super().__init__(
+            text=orjson.dumps({"detail": message}).decode(), content_type="application/json"
+        )
+
+
+def json_error(status: int, message: str) -> web.HTTPException:
+    """Return an HTTP error with status ``status`` and a JSON ``detail`` body."""
+    return JSONError(status, message)
