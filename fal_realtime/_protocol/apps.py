@@ -73,7 +73,8 @@ class AppId:
         namespace: str | None = None
         if parts and parts[0] in NAMESPACES:
             namespace, parts = parts[0], parts[1:]
-        if len(parts) < 2 or not all(_SEGMENT.match(p) for p in parts):
+        # "." and ".." would be resolved away by URL normalization and reach another app.
+        if len(parts) < 2 or not all(_SEGMENT.match(p) and p not in (".", "..") for p in parts):
             raise ValueError(f"invalid app id {app_id!r}: {_ACCEPTED_FORM}")
         return cls(
             owner=parts[0],
@@ -111,7 +112,8 @@ def validate_max_buffering(value: int | None) -> int | None:
 
 def _normalize_base(base: str, *, what: str) -> str:
     """Turn a bare host or an http(s)/ws(s) URL into a ``ws(s)://host[:port][/prefix]`` base."""
-    text = base.strip().rstrip("/")
+    # Strip slashes only from the path below: "ws://".rstrip("/") would read as host "ws".
+    text = base.strip()
     if not text:
         raise ValueError(f"{what} is empty: expected a host such as 'fal.run' or a ws:// URL")
     if "://" not in text:
@@ -156,12 +158,13 @@ def token_url(base: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def _join_path(app: AppId, path: str) -> str:
-    """Append ``path`` to the app path unless the app id already ends with it."""
-    app_path = app.app_path
+    """Append ``path`` to the app path unless the app id's sub-path already ends with it."""
+    # Only the sub-path counts: an alias that happens to be "realtime" is not the path.
+    sub = app.path or ""
     suffix = path.strip("/")
-    if not suffix or app_path == suffix or app_path.endswith(f"/{suffix}"):
-        return f"/{app_path}"
-    return f"/{app_path}/{suffix}"
+    if not suffix or sub == suffix or sub.endswith(f"/{suffix}"):
+        return f"/{app.app_path}"
+    return f"/{app.app_path}/{suffix}"
 
 
 def _with_query(base: str, path: str, query: Mapping[str, str]) -> str:

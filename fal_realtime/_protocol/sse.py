@@ -73,7 +73,7 @@ class SSEParser:
             else:
                 # A CR at the very end: its LF may come in the next chunk.
                 end, nxt = cr, cr + 1
-                self._pending_cr = True
+                pass
             event = self._line(buffer[start:end])
             if event is not None:
                 events.append(event)

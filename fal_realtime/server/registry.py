@@ -44,8 +44,14 @@ class RealtimeApp:
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.streaming = inspect.isasyncgenfunction(self.handler)
-        self.is_async = self.streaming or inspect.iscoroutinefunction(self.handler)
+        # Callable objects count by their __call__ (e.g. a class with ``async def __call__``).
+        call = getattr(type(self.handler), "__call__", None)
+        self.streaming = inspect.isasyncgenfunction(self.handler) or inspect.isasyncgenfunction(call)
+        self.is_async = (
+            self.streaming
+            or inspect.iscoroutinefunction(self.handler)
+            or inspect.iscoroutinefunction(call)
+        )
 
 
 @dataclass(slots=True)

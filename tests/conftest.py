@@ -1,0 +1,39 @@
+"""Shared fixtures: a real gateway on 127.0.0.1 port 0 and an aiohttp client session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.server.demo import register_demo_apps
+
+#: One millisecond: tests express waits in multiples of it.
+MS = 0.001
+#: The key the test gateway accepts (never a real fal key).
+KEY = "test-key-id:test-key-secret"
+AUTH = {"Authorization": f"Key {KEY}"}
+
+
+@pytest.fixture
+def gateway() -> Gateway:
+    """Return a gateway that accepts KEY and hosts the demo apps."""
+    gw = Gateway(keys=[KEY], heartbeat_s=None)
+    register_demo_apps(gw)
+    return gw
+
+
+@pytest.fixture
+async def running(gateway: Gateway) -> AsyncIterator[RunningGateway]:
+    """Serve ``gateway`` on a free port for the duration of the test."""
+    async with gateway.serve(port=0) as served:
+        yield served
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """Return a plain aiohttp session (the raw client the gateway tests drive)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

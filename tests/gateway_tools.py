@@ -1,0 +1,123 @@
+"""Helpers for driving the gateway with a plain aiohttp WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import ormsgpack
+
+from fal_realtime.server import RunningGateway
+
+from .conftest import AUTH, MS
+
+#: The longest any single wait in a gateway test may take.
+WAIT = 5000 * MS
+
+
+@dataclass
+class Transcript:
+    """Everything a client saw on one socket until it closed."""
+
+    frames: list[tuple[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    clean_close: bool = False
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.frames]
+
+    def values(self, kind: str = "binary") -> list[Any]:
+        return [value for k, value in self.frames if k == kind]
+
+
+def decode(msg: aiohttp.WSMessage) -> tuple[str, Any]:
+    """Return ("binary", msgpack value) or ("text", JSON value or raw str)."""
+    if msg.type == aiohttp.WSMsgType.BINARY:
+        return "binary", ormsgpack.unpackb(msg.data)
+    try:
+        return "text", orjson.loads(msg.data)
+    except orjson.JSONDecodeError:
+        return "text", msg.data
+
+
+async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> Transcript:
+    """Read every frame until the socket closes; record how it closed."""
+    transcript = Transcript()
+    async with asyncio.timeout(WAIT):
+        while True:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                transcript.frames.append(decode(msg))
+                continue
+            transcript.clean_close = msg.type == aiohttp.WSMsgType.CLOSE or (
+                msg.type == aiohttp.WSMsgType.CLOSED and ws.close_code not in (None, 1006)
+            )
+            break
+    transcript.close_code = ws.close_code
+    return transcript
+
+
+async def receive_frame(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, Any]:
+    """Receive the next data frame (bounded wait); fail on a close."""
+    async with asyncio.timeout(WAIT):
+        msg = await ws.receive()
+    assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+    return decode(msg)
+
+
+def realtime_url(
+    running: RunningGateway, app: str = "fal-ai/echo", query: str = "", path: str = "/realtime"
+) -> str:
+    """Return the realtime URL of ``app`` on ``running``."""
+    return f"{running.ws_url}/{app}{path}" + (f"?{query}" if query else "")
+
+
+async def open_realtime(
+    http: aiohttp.ClientSession,
+    running: RunningGateway,
+    app: str = "fal-ai/echo",
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientWebSocketResponse:
+    """Open a realtime socket with the test key (or ``headers``)."""
+    return await http.ws_connect(
+        realtime_url(running, app, query),
+        headers=AUTH if headers is None else headers,
+        autoclose=False,
+        timeout=aiohttp.ClientWSTimeout(ws_close=WAIT),
+    )
+
+
+async def send_msgpack(ws: aiohttp.ClientWebSocketResponse, value: Any) -> None:
+    """Send ``value`` as one binary msgpack frame."""
+    await ws.send_bytes(ormsgpack.packb(value))
+
+
+async def http_ws_request(
+    ws: aiohttp.ClientWebSocketResponse,
+) -> tuple[dict[str, Any], list[bytes | str], dict[str, Any]]:
+    """Read one HTTP-over-WS response: (start, body frames, end)."""
+    kind, start = await receive_frame(ws)
+    assert kind == "text" and isinstance(start, dict) and start["type"] == "start", start
+    body: list[bytes | str] = []
+    async with asyncio.timeout(WAIT):
+        while True:
+            msg = await ws.receive()
+            assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    value = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    value = None
+                if isinstance(value, dict) and value.get("type") == "end":
+                    return start, body, value
+            body.append(msg.data)
+
+
+def joined(body: list[bytes | str]) -> bytes:
+    """Join body frames as bytes (text frames as UTF-8)."""
+    return b"".join(part.encode() if isinstance(part, str) else part for part in body)
