@@ -1,7 +1,7 @@
 """The ``fal-realtime`` command: run the local gateway, or a demo against it.
 
-    fal-realtime demo                       # gateway + demo apps in-process, one round trip each
-    fal-realtime serve --demo --port 8080   # a gateway for your own clients
+fal-realtime demo                       # gateway + demo apps in-process, one round trip each
+fal-realtime serve --demo --port 8080   # a gateway for your own clients
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return asyncio.run(_serve(args))
+            # Build everything that can refuse bad options before the loop starts.
+            gateway, context = _build_gateway(args), _ssl_context(args)
+            return asyncio.run(_serve(args, gateway, context))
         if args.command == "demo":
             return asyncio.run(_demo(args))
     except KeyboardInterrupt:
@@ -151,9 +153,7 @@ async def _wait_for_stop() -> None:
                 loop.remove_signal_handler(sig)
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    gateway = _build_gateway(args)
-    context = _ssl_context(args)
+async def _serve(args: argparse.Namespace, gateway: Any, context: ssl.SSLContext | None) -> int:
     async with gateway.serve(args.host, args.port, ssl_context=context) as running:
         host_port = f"{running.host}:{running.port}"
         print(f"fal-realtime gateway listening on {running.url}", flush=True)
@@ -180,7 +180,7 @@ async def _serve(args: argparse.Namespace) -> int:
 DEMO_PROMPT = (
     "Extreme close-up of a single tiger eye, direct frontal view. Detailed iris and pupil. "
     "Sharp focus on eye texture and color. Natural lighting to capture authentic eye shine "
-    "and depth. The word \"FLUX\" is painted over it in big, white brush strokes with "
+    'and depth. The word "FLUX" is painted over it in big, white brush strokes with '
     "visible texture."
 )
 
@@ -194,7 +194,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from .server.demo import register_demo_apps
 
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     gateway = Gateway()
     register_demo_apps(gateway)
     headers = {"Authorization": f"Key {gateway.generated_key}"}
@@ -220,8 +220,9 @@ async def _demo(args: argparse.Namespace) -> int:
         print(f"          saved {path} ({len(png)} bytes), seed {result['seed']}")
         async with http.ws_connect(f"{running.ws_url}/fal-ai/any-llm", headers=headers) as ws:
             await ws.send_str(
-                orjson.dumps({"prompt": "What is the meaning of life? Respond in 12 words."})
-                .decode()
+                orjson.dumps(
+                    {"prompt": "What is the meaning of life? Respond in 12 words."}
+                ).decode()
             )
             body = b""
             while True:

@@ -57,6 +57,7 @@ async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> Transcript:
             )
             break
     transcript.close_code = ws.close_code
+    await ws.close()  # answer the server's close frame and release the connection
     return transcript
 
 

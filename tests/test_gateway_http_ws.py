@@ -49,7 +49,9 @@ async def upstream() -> AsyncIterator[TestServer]:
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def where(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"path": request.path, "auth": request.headers.get("Authorization")})
+        return web.json_response(
+            {"path": request.path, "auth": request.headers.get("Authorization")}
+        )
 
     async def slow(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
@@ -89,10 +91,14 @@ async def test_gw_ws_1_json_answer_is_start_text_body_end(
 ) -> None:
     """GW-WS-1: any-llm answers start (200, JSON type), a text body, end with the same id."""
     ws = await _open(http, running, "fal-ai/any-llm")
-    await ws.send_str(orjson.dumps({"prompt": "What is the meaning of life? Respond in 7 words."}).decode())
+    await ws.send_str(
+        orjson.dumps({"prompt": "What is the meaning of life? Respond in 7 words."}).decode()
+    )
     start, body, end = await http_ws_request(ws)
     await ws.close()
-    assert start["status"] == 200 and start["headers"]["content-type"].startswith("application/json")
+    assert start["status"] == 200 and start["headers"]["content-type"].startswith(
+        "application/json"
+    )
     assert all(isinstance(part, str) for part in body)
     answer = orjson.loads(joined(body))
     assert len(answer["output"].split()) == 7 and answer["partial"] is False

@@ -71,9 +71,7 @@ def parse_control(text: str) -> Start | End | None:
     rid = str(request_id)
     if kind == "start":
         headers = value.get("headers")
-        clean = (
-            {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
-        )
+        clean = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
         return Start(rid, _status(value.get("status")), clean, value)
     ttfb = value.get("time_to_first_byte_seconds")
     return End(

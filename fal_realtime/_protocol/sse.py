@@ -61,9 +61,14 @@ class SSEParser:
         events: list[ServerSentEvent] = []
         start = 0
         length = len(buffer)
+        cr = lf = -2  # -2: not searched yet; -1: none left in the buffer
         while start < length:
-            cr = buffer.find("\r", start)
-            lf = buffer.find("\n", start)
+            # Search again only once the last hit is behind us, so a chunk of many
+            # short lines costs linear time, not a full scan per line.
+            if cr != -1 and cr < start:
+                cr = buffer.find("\r", start)
+            if lf != -1 and lf < start:
+                lf = buffer.find("\n", start)
             if cr < 0 and lf < 0:
                 break
             if cr < 0 or (0 <= lf < cr):
@@ -73,7 +78,7 @@ class SSEParser:
             else:
                 # A CR at the very end: its LF may come in the next chunk.
                 end, nxt = cr, cr + 1
-                pass
+                self._pending_cr = True
             event = self._line(buffer[start:end])
             if event is not None:
                 events.append(event)

@@ -45,13 +45,9 @@ class RealtimeApp:
 
     def __post_init__(self) -> None:
         # Callable objects count by their __call__ (e.g. a class with ``async def __call__``).
-        call = getattr(type(self.handler), "__call__", None)
-        self.streaming = inspect.isasyncgenfunction(self.handler) or inspect.isasyncgenfunction(call)
-        self.is_async = (
-            self.streaming
-            or inspect.iscoroutinefunction(self.handler)
-            or inspect.iscoroutinefunction(call)
-        )
+        candidates = (self.handler, type(self.handler).__call__)
+        self.streaming = any(inspect.isasyncgenfunction(c) for c in candidates)
+        self.is_async = self.streaming or any(inspect.iscoroutinefunction(c) for c in candidates)
 
 
 @dataclass(slots=True)

@@ -123,11 +123,7 @@ async def handle_tokens(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict):
         return _bad_request("body must be a JSON object")
     apps = body.get("allowed_apps")
-    if (
-        not isinstance(apps, list)
-        or not apps
-        or not all(isinstance(a, str) and a for a in apps)
-    ):
+    if not isinstance(apps, list) or not apps or not all(isinstance(a, str) and a for a in apps):
         return _bad_request("allowed_apps must be a non-empty list of app aliases")
     lifetime = body.get("token_expiration", 120)
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
