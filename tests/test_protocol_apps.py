@@ -94,7 +94,9 @@ def test_rt_url_alias_named_realtime_still_gets_path() -> None:
     """RT-URL-3: an app whose alias is 'realtime' still gets the '/realtime' path."""
     # Only a sub-path ending in the path counts as "already there"; the alias is not a path.
     assert _path(realtime_url("someone/realtime", base=FAL)) == "/someone/realtime/realtime"
-    assert _path(realtime_url("workflows/me/realtime", base=FAL)) == "/workflows/me/realtime/realtime"
+    assert (
+        _path(realtime_url("workflows/me/realtime", base=FAL)) == "/workflows/me/realtime/realtime"
+    )
 
 
 @pytest.mark.parametrize(
@@ -234,7 +236,7 @@ def test_rt_url_extra_query_kept() -> None:
 
 
 def test_rt_url_defaults_are_fal_hosts() -> None:
-    """RT-URL-9: with no base_url and no env, realtime uses wss://fal.run, HTTP-over-WS ws.fal.run."""
+    """RT-URL-9: with no base_url or env: wss://fal.run (realtime), wss://ws.fal.run (HTTP)."""
     assert resolve_base("realtime") == "wss://fal.run"
     assert resolve_base("http_ws") == "wss://ws.fal.run"
     assert resolve_base("realtime", None, {}) == "wss://fal.run"

@@ -77,11 +77,11 @@ def test_ws_frame_empty_chunks_are_body() -> None:
         '{"type": "start", "request_id": "r1"',  # truncated JSON
         ' {"type": "start", "request_id": "r1"}',  # leading space: not what the server sends
         "",
-        "data: {\"type\": \"end\"}\n\n",
+        'data: {"type": "end"}\n\n',
     ],
 )
 def test_ws_frame_text_that_is_body(text: str) -> None:
-    """WS-FRAME-2: a text frame that is not a JSON map with type start/end and request_id is body."""
+    """WS-FRAME-2: text that is not a JSON map with type start/end and a request_id is body."""
     assert parse_control(text) is None
     asm = ResponseAssembler()
     asm.feed(_start("r1"))

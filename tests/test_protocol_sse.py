@@ -35,13 +35,19 @@ def test_ws_sse_id_and_retry_persist() -> None:
     parser = SSEParser()
     assert parser.last_event_id is None
     events = parser.feed("id: 1\nretry: 10\ndata: a\n\ndata: b\n\nid: 2\ndata: c\n\n")
-    assert [(e.data, e.id, e.retry) for e in events] == [("a", "1", 10), ("b", "1", 10), ("c", "2", 10)]
+    assert [(e.data, e.id, e.retry) for e in events] == [
+        ("a", "1", 10),
+        ("b", "1", 10),
+        ("c", "2", 10),
+    ]
     assert parser.last_event_id == "2"
 
 
 def test_ws_sse_bad_retry_and_null_id_ignored() -> None:
     """WS-SSE-1: a non-digit retry and an id containing NUL are ignored."""
-    events = _parse("retry: 10\nretry: soon\nretry: -5\nretry: \u0663\nid: a\nid: b\0c\ndata: x\n\n")
+    events = _parse(
+        "retry: 10\nretry: soon\nretry: -5\nretry: \u0663\nid: a\nid: b\0c\ndata: x\n\n"
+    )
     assert events == [ServerSentEvent(data="x", id="a", retry=10)]
 
 
@@ -161,7 +167,11 @@ def test_ws_sse_any_llm_stream_shape() -> None:
         + b"\n\n"
         for i, text in enumerate(outputs)
     )
-    for events in (_parse(stream), _bytewise(stream), _parse(stream[:7], stream[7:40], stream[40:])):
+    for events in (
+        _parse(stream),
+        _bytewise(stream),
+        _parse(stream[:7], stream[7:40], stream[40:]),
+    ):
         assert [e.event for e in events] == ["event"] * 3
         payloads = [orjson.loads(e.data) for e in events]
         assert [p["output"] for p in payloads] == outputs
@@ -229,7 +239,11 @@ def _streams(draw: st.DrawFn) -> tuple[bytes, list[ServerSentEvent] | None]:
     lines = [line for spec in specs for line in _lines(spec)]
     mode = draw(st.sampled_from(["\n", "\r", "\r\n", "mixed"]))
     if mode == "mixed":
-        endings = draw(st.lists(st.sampled_from(["\n", "\r", "\r\n"]), min_size=len(lines), max_size=len(lines)))
+        endings = draw(
+            st.lists(
+                st.sampled_from(["\n", "\r", "\r\n"]), min_size=len(lines), max_size=len(lines)
+            )
+        )
         # A CR followed by an LF-terminated line reads as one CRLF: only invariance is checked.
         expected = None
     else:
@@ -274,7 +288,8 @@ def test_ws_sse_bytewise_and_text_feeding_property(
 
 def test_ws_sse_split_inside_crlf_and_multibyte() -> None:
     """WS-SSE-9: every two-way split of a CRLF stream with 2-, 3- and 4-byte characters agrees."""
-    data = "\ufeffevent: \u00e9\u20ac\r\ndata: \U0001f600 x\r\n\r\nid: \u4e2d\r\ndata: y\r\n\r\n".encode()
+    text = "\ufeffevent: \u00e9\u20ac\r\ndata: \U0001f600 x\r\n\r\nid: \u4e2d\r\ndata: y\r\n\r\n"
+    data = text.encode()
     whole = _parse(data)
     assert whole == [
         ServerSentEvent(data="\U0001f600 x", event="\u00e9\u20ac"),

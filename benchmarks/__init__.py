@@ -1,0 +1,1 @@
+"""Benchmarks: run on loopback against the project's own gateway (see each module)."""
