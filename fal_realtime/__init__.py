@@ -4,6 +4,7 @@ The local gateway lives in :mod:`fal_realtime.server`; the command line in
 ``fal-realtime`` (:mod:`fal_realtime.cli`).
 """
 
+from ._policy import ReconnectPolicy, set_testing
 from ._protocol.apps import AppId
 from ._version import __version__
 from .errors import (
@@ -20,6 +21,7 @@ from .errors import (
     RealtimeTimeoutError,
     UnauthorizedError,
 )
+from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
 
 __all__ = [
     "CALLBACK_ERROR",
@@ -32,8 +34,14 @@ __all__ = [
     "UNAUTHORIZED",
     "AppId",
     "ConnectionLostError",
+    "ConnectionState",
+    "ReconnectPolicy",
+    "RealtimeConnection",
     "RealtimeError",
+    "RealtimeStats",
     "RealtimeTimeoutError",
     "UnauthorizedError",
     "__version__",
+    "connect",
+    "set_testing",
 ]

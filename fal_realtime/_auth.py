@@ -1,0 +1,263 @@
+"""Keys from the environment, and short-lived realtime tokens fetched once and shared.
+
+Tokens come from ``POST {rest}/tokens/`` (``Authorization: Key ...``, body
+``{"allowed_apps": [alias], "token_expiration": seconds}``); the answer is a JSON
+string, or ``{"token": ...}`` / ``{"detail": ...}`` from some proxies. A token is
+refreshed at 90% of its lifetime, read from the JWT's ``exp`` when possible. All
+connections of one event loop that need a token for the same app, endpoint and key
+share one cache entry, and at most one fetch is in flight for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import inspect
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ._policy import RETRYABLE_HANDSHAKE_STATUSES
+from .errors import (
+    CONNECTION_LOST,
+    INVALID_INPUT,
+    RATE_LIMITED,
+    TIMEOUT,
+    UNAUTHORIZED,
+    RealtimeError,
+    error_for,
+)
+
+__all__ = [
+    "MISSING_KEY_MESSAGE",
+    "TokenProvider",
+    "TokenSource",
+    "jwt_expiry",
+    "parse_token_response",
+    "resolve_key",
+]
+
+TokenProvider = Callable[[str], str | Awaitable[str]]
+
+MISSING_KEY_MESSAGE = (
+    "no fal key found: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), pass key=..., "
+    "or pass token_provider=... (a backend that issues tokens)"
+)
+REFRESH_AT = 0.9
+FETCH_TIMEOUT_S = 15.0
+
+
+def resolve_key(key: str | None, env: Mapping[str, str]) -> str | None:
+    """Return ``key``, else ``FAL_KEY``, else ``FAL_KEY_ID:FAL_KEY_SECRET``, else None."""
+    if key:
+        return key
+    if value := env.get("FAL_KEY"):
+        return value
+    key_id, secret = env.get("FAL_KEY_ID"), env.get("FAL_KEY_SECRET")
+    if key_id and secret:
+        return f"{key_id}:{secret}"
+    return None
+
+
+def jwt_expiry(token: str) -> float | None:
+    """Return the ``exp`` claim of a JWT, or None when it cannot be read."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = orjson.loads(payload)
+    except ValueError:
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp)
+    return None
+
+
+def parse_token_response(data: Any) -> str:
+    """Return the token from a ``/tokens/`` answer: a string, ``{"token"}`` or ``{"detail"}``."""
+    if isinstance(data, str) and data:
+        return data
+    if isinstance(data, dict):
+        for name in ("token", "detail"):
+            if isinstance(data.get(name), str) and data[name]:
+                return str(data[name])
+    raise RealtimeError(
+        UNAUTHORIZED, "the token endpoint answered without a token (expected a JSON string)"
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    token: str | None = None
+    refresh_at: float = 0.0
+    expires_at: float = 0.0
+    inflight: asyncio.Future[str] | None = None
+
+
+@dataclass(slots=True)
+class _LoopCache:
+    entries: dict[tuple[Any, ...], _Entry] = field(default_factory=dict)
+
+
+_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCache] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cache() -> _LoopCache:
+    loop = asyncio.get_running_loop()
+    cache = _caches.get(loop)
+    if cache is None:
+        cache = _caches[loop] = _LoopCache()
+    return cache
+
+
+class TokenSource:
+    """Give one connection its tokens: from a shared cache, a fetch, or the user's provider."""
+
+    def __init__(
+        self,
+        *,
+        app_alias: str,
+        app_id: str,
+        token_url: str,
+        key: str | None,
+        token_provider: TokenProvider | None,
+        token_expiration_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._alias = app_alias
+        self._app_id = app_id
+        self._url = token_url
+        self._key = key
+        self._provider = token_provider
+        self._lifetime = token_expiration_s
+        self._clock = clock
+        fingerprint = hashlib.sha256((key or "").encode()).hexdigest()[:16]
+        provider_id = id(token_provider) if token_provider is not None else None
+        self._cache_key = (token_url, fingerprint, provider_id, app_alias, token_expiration_s)
+
+    def __repr__(self) -> str:
+        return f"TokenSource(app={self._app_id!r}, url={self._url!r})"
+
+    def _entry(self) -> _Entry:
+        entries = _cache().entries
+        entry = entries.get(self._cache_key)
+        if entry is None:
+            entry = entries[self._cache_key] = _Entry()
+        return entry
+
+    def current(self) -> str | None:
+        """Return the cached token, if any (for noting which token a socket used)."""
+        return self._entry().token
+
+    def refresh_due_in(self) -> float | None:
+        """Return seconds until the cached token should be refreshed (None: none cached)."""
+        entry = self._entry()
+        if entry.token is None:
+            return None
+        return max(0.0, entry.refresh_at - self._clock())
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the cached token (only if it is still ``token``, when given)."""
+        entry = self._entry()
+        if token is None or entry.token == token:
+            entry.token = None
+            entry.refresh_at = entry.expires_at = 0.0
+
+    async def get(self, session: aiohttp.ClientSession, *, fresh: bool = False) -> str:
+        """Return a token that is not due for refresh, fetching once for all callers."""
+        entry = self._entry()
+        now = self._clock()
+        if not fresh and entry.token is not None and now < entry.refresh_at:
+            return entry.token
+        if entry.inflight is None or entry.inflight.done():
+            entry.inflight = asyncio.get_running_loop().create_future()
+            inflight = entry.inflight
+            try:
+                token = await self._obtain(session)
+            except BaseException as exc:
+                # Other connections waiting on this fetch get an error they can retry on,
+                # never a CancelledError that would look like their own cancellation.
+                shared = (
+                    exc
+                    if isinstance(exc, Exception)
+                    else error_for(CONNECTION_LOST, "the shared token fetch was cancelled")
+                )
+                inflight.set_exception(shared)
+                inflight.exception()  # retrieved: no "never retrieved" warning without waiters
+                raise
+            issued = self._clock()
+            expires = jwt_expiry(token) or issued + self._lifetime
+            entry.token = token
+            entry.expires_at = expires
+            entry.refresh_at = issued + max(0.0, expires - issued) * REFRESH_AT
+            inflight.set_result(token)
+            return token
+        return await asyncio.shield(entry.inflight)
+
+    async def _obtain(self, session: aiohttp.ClientSession) -> str:
+        if self._provider is not None:
+            value = self._provider(self._app_id)
+            token = await value if inspect.isawaitable(value) else value
+            if not isinstance(token, str) or not token:
+                raise RealtimeError(
+                    UNAUTHORIZED, "token_provider returned no token (expected a non-empty str)"
+                )
+            return token
+        if not self._key:
+            raise error_for(UNAUTHORIZED, MISSING_KEY_MESSAGE)
+        body = {"allowed_apps": [self._alias], "token_expiration": int(self._lifetime)}
+        try:
+            async with asyncio.timeout(FETCH_TIMEOUT_S):
+                async with session.post(
+                    self._url, json=body, headers={"Authorization": f"Key {self._key}"}
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+        except TimeoutError:
+            raise error_for(
+                TIMEOUT, f"token request to {self._url} took over {FETCH_TIMEOUT_S:.0f} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise error_for(
+                CONNECTION_LOST, f"token request to {self._url} failed: {type(exc).__name__}"
+            ) from None
+        if status >= 400:
+            raise _token_error(status, raw, self._url)
+        try:
+            return parse_token_response(orjson.loads(raw))
+        except ValueError:
+            raise RealtimeError(
+                UNAUTHORIZED, f"the token endpoint {self._url} answered with non-JSON"
+            ) from None
+
+
+def _token_error(status: int, raw: bytes, url: str) -> RealtimeError:
+    detail = raw[:200].decode("utf-8", "replace")
+    if status in (401, 403):
+        return error_for(
+            UNAUTHORIZED,
+            f"the key was refused by {url} (HTTP {status}): check FAL_KEY / key=",
+            status=status,
+            body=detail,
+        )
+    if status == 429:
+        return error_for(
+            RATE_LIMITED, f"token request rate limited (HTTP 429) by {url}", status=status
+        )
+    if status in RETRYABLE_HANDSHAKE_STATUSES:
+        return error_for(
+            CONNECTION_LOST, f"token endpoint {url} failed with HTTP {status}", status=status
+        )
+    return error_for(
+        INVALID_INPUT, f"token request refused by {url} (HTTP {status}): {detail}", status=status
+    )

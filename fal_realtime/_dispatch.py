@@ -1,0 +1,205 @@
+"""Deliver a connection's events to user callbacks and pull-style iterators, in order.
+
+The socket reader only appends to a backlog; one dispatcher task per connection
+invokes the callbacks (plain or ``async def``) one event at a time, so a slow
+callback never stalls reading. When more than ``max_backlog`` results wait, the
+oldest waiting result is dropped and counted (``stats.dropped["slow_consumer"]``):
+realtime results are superseded by newer ones, as inputs are. Errors, state
+changes and lifecycle events are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import CALLBACK_ERROR, RealtimeError
+
+__all__ = ["Callbacks", "Dispatcher", "Subscription"]
+
+log = logging.getLogger("fal_realtime")
+
+T = TypeVar("T")
+Callback = Callable[..., Any]
+
+
+@dataclass(slots=True)
+class Callbacks:
+    """The user's callbacks; any may be a plain function or ``async def``."""
+
+    on_result: Callback | None = None
+    on_error: Callback | None = None
+    on_open: Callback | None = None
+    on_close: Callback | None = None
+    on_state_change: Callback | None = None
+    on_meta: Callback | None = None
+
+
+class Subscription(Generic[T]):
+    """A bounded queue of events for one ``async for`` consumer; drops its oldest when full."""
+
+    def __init__(self, limit: int, on_drop: Callable[[], None]) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._limit = limit
+        self._on_drop = on_drop
+        self._ready = asyncio.Event()
+        self._ended = False
+
+    def push(self, item: T) -> None:
+        if len(self._items) >= self._limit:
+            self._items.popleft()
+            self._on_drop()
+        self._items.append(item)
+        self._ready.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        while True:
+            while self._items:
+                yield self._items.popleft()
+            if self._ended:
+                return
+            self._ready.clear()
+            await self._ready.wait()
+
+
+@dataclass(slots=True)
+class _Event:
+    name: str
+    args: tuple[Any, ...] = field(default_factory=tuple)
+
+
+_RESULT = "on_result"
+_STOP = _Event("__stop__")
+
+
+class Dispatcher:
+    """Own the task that invokes callbacks in event order."""
+
+    def __init__(
+        self,
+        callbacks: Callbacks,
+        *,
+        max_backlog: int,
+        on_drop: Callable[[str], None],
+        on_callback_error: Callable[[], None],
+        name: str,
+    ) -> None:
+        self.callbacks = callbacks
+        self._backlog: collections.deque[_Event] = collections.deque()
+        self._results_waiting = 0
+        self._max_backlog = max_backlog
+        self._on_drop = on_drop
+        self._on_callback_error = on_callback_error
+        self._ready = asyncio.Event()
+        self._results: list[Subscription[Any]] = []
+        self._states: list[Subscription[Any]] = []
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+        self._stopped = False
+
+    # -- producers (called from the reader and the supervisor) ---------------------
+
+    def result(self, value: Any) -> None:
+        """Queue a result; drop the oldest waiting result when the backlog is full."""
+        if self._results_waiting >= self._max_backlog:
+            for index, event in enumerate(self._backlog):
+                if event.name == _RESULT:
+                    del self._backlog[index]
+                    self._results_waiting -= 1
+                    self._on_drop("slow_consumer")
+                    break
+        self._results_waiting += 1
+        self._push(_Event(_RESULT, (value,)))
+        for sub in self._results:
+            sub.push(value)
+
+    def emit(self, name: str, *args: Any) -> None:
+        """Queue a non-result event (error, meta, state change, open, close)."""
+        self._push(_Event(name, args))
+        if name == "on_state_change":
+            for sub in self._states:
+                sub.push(args[0])
+
+    def _push(self, event: _Event) -> None:
+        if self._stopped:
+            return
+        self._backlog.append(event)
+        self._ready.set()
+
+    # -- pull-style consumers ----------------------------------------------------
+
+    def subscribe_results(self) -> Subscription[Any]:
+        sub: Subscription[Any] = Subscription(self._max_backlog, lambda: self._on_drop("results"))
+        if self._stopped:
+            sub.end()
+        else:
+            self._results.append(sub)
+        return sub
+
+    def subscribe_states(self) -> Subscription[Any]:
+        sub: Subscription[Any] = Subscription(self._max_backlog, lambda: None)
+        if self._stopped:
+            sub.end()
+        else:
+            self._states.append(sub)
+        return sub
+
+    # -- the task ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            while not self._backlog:
+                self._ready.clear()
+                await self._ready.wait()
+            event = self._backlog.popleft()
+            if event is _STOP:
+                return
+            if event.name == _RESULT:
+                self._results_waiting -= 1
+            callback = getattr(self.callbacks, event.name)
+            if callback is not None:
+                await self._invoke(event.name, callback, event.args)
+
+    async def _invoke(self, name: str, callback: Callback, args: tuple[Any, ...]) -> None:
+        try:
+            outcome = callback(*args)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("fal_realtime: %s callback raised", name)
+            self._on_callback_error()
+            if name != "on_error" and self.callbacks.on_error is not None:
+                error = RealtimeError(
+                    CALLBACK_ERROR, f"{name} callback raised {type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                self._backlog.appendleft(_Event("on_error", (error,)))
+                self._ready.set()
+
+    async def stop(self, *, drain_timeout_s: float) -> None:
+        """Deliver what is queued (bounded by ``drain_timeout_s``), then stop the task."""
+        if not self._stopped:
+            self._stopped = True
+            self._backlog.append(_STOP)
+            self._ready.set()
+            for sub in (*self._results, *self._states):
+                sub.end()
+        try:
+            async with asyncio.timeout(drain_timeout_s):
+                await asyncio.shield(self._task)
+        except TimeoutError:
+            log.warning("fal_realtime: callbacks still running after close; cancelled")
+        finally:
+            if not self._task.done():
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,156 @@
+"""Pure policy: reconnect backoff, retry decisions, and rate-limit pacing (no I/O).
+
+Reconnect backoff is full-jitter exponential, computed by tenacity:
+the wait before retry *n* (n = 1, 2, ...) is ``uniform(0, min(max_delay_s,
+initial_delay_s * 2 ** (n - 1)))`` — so the first retry comes within
+``initial_delay_s`` (100 ms by default) and no wait exceeds ``max_delay_s``.
+Attempts stop after ``max_attempts`` or ``deadline_s``, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import tenacity
+
+__all__ = [
+    "RETRYABLE_CLOSE_CODES",
+    "RETRYABLE_HANDSHAKE_STATUSES",
+    "RateLimitPacer",
+    "ReconnectPolicy",
+    "set_testing",
+]
+
+#: Close codes that mean "the connection was lost": retry per policy.
+RETRYABLE_CLOSE_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+#: Handshake statuses worth retrying: overload and server trouble.
+RETRYABLE_HANDSHAKE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+_testing = False
+
+
+def set_testing(enabled: bool) -> None:
+    """Make every reconnect wait instant (for tests); attempts are still counted and bounded."""
+    global _testing
+    _testing = enabled
+
+
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(0 if _testing else seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """How a lost realtime connection is retried.
+
+    Args:
+        max_attempts: connection attempts per outage (None: no limit but the deadline).
+        deadline_s: give up an outage after this many seconds (None: no deadline).
+        initial_delay_s: the first retry waits ``uniform(0, initial_delay_s)``.
+        max_delay_s: the cap on any single wait.
+        stable_after_s: a new socket counts as proven (the backoff resets) once it has
+            stayed open this long or delivered a result.
+    """
+
+    max_attempts: int | None = 8
+    deadline_s: float | None = 30.0
+    initial_delay_s: float = 0.1
+    max_delay_s: float = 5.0
+    stable_after_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is None and self.deadline_s is None:
+            raise ValueError("ReconnectPolicy needs max_attempts or deadline_s (or both)")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        for name in ("initial_delay_s", "max_delay_s", "stable_after_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def retrying(
+        self,
+        is_retryable: Callable[[BaseException], bool],
+        before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
+    ) -> tenacity.AsyncRetrying:
+        """Return a fresh tenacity controller for one outage."""
+        stop: Any = tenacity.stop_never
+        if self.max_attempts is not None:
+            stop = tenacity.stop_after_attempt(self.max_attempts)
+        if self.deadline_s is not None:
+            by_time = tenacity.stop_after_delay(self.deadline_s)
+            stop = by_time if self.max_attempts is None else stop | by_time
+        return tenacity.AsyncRetrying(
+            stop=stop,
+            wait=tenacity.wait_random_exponential(
+                multiplier=self.initial_delay_s, max=self.max_delay_s
+            ),
+            retry=tenacity.retry_if_exception(is_retryable),
+            reraise=True,
+            sleep=_sleep,
+            before_sleep=before_sleep,
+        )
+
+    @classmethod
+    def from_option(cls, option: bool | ReconnectPolicy | dict[str, Any]) -> ReconnectPolicy | None:
+        """Turn the ``reconnect=`` argument into a policy (None: never reconnect)."""
+        if option is True:
+            return cls()
+        if option is False:
+            return None
+        if isinstance(option, ReconnectPolicy):
+            return option
+        if isinstance(option, dict):
+            return cls(**option)
+        raise TypeError(
+            f"reconnect must be True, False, a ReconnectPolicy or a dict of its fields, "
+            f"not {option!r}"
+        )
+
+
+class RateLimitPacer:
+    """The effective throttle interval: doubled on RATE_LIMITED, decaying back over time.
+
+    Each RATE_LIMITED doubles the interval (at least ``floor_s``) up to ``cap_s``;
+    every ``decay_after_s`` without another one halves it, down to the configured value.
+    """
+
+    __slots__ = ("_boosted", "_changed_at", "cap_s", "configured_s", "decay_after_s", "floor_s")
+
+    def __init__(
+        self,
+        configured_s: float,
+        *,
+        cap_s: float = 2.0,
+        floor_s: float = 0.05,
+        decay_after_s: float = 1.0,
+    ) -> None:
+        self.configured_s = configured_s
+        self.cap_s = max(cap_s, configured_s)
+        self.floor_s = floor_s
+        self.decay_after_s = decay_after_s
+        self._boosted = configured_s
+        self._changed_at = 0.0
+
+    def rate_limited(self, now: float) -> float:
+        """Record a RATE_LIMITED answer at ``now``; return the new interval."""
+        current = self.interval(now)
+        self._boosted = min(self.cap_s, max(current * 2, self.floor_s))
+        self._changed_at = now
+        return self._boosted
+
+    def interval(self, now: float) -> float:
+        """Return the interval in force at ``now``."""
+        if self._boosted <= self.configured_s:
+            return self.configured_s
+        halvings = int((now - self._changed_at) / self.decay_after_s) if self.decay_after_s else 64
+        if halvings <= 0:
+            return self._boosted
+        decayed = math.ldexp(self._boosted, -min(halvings, 64))
+        if decayed <= max(self.configured_s, self.floor_s / 2):
+            self._boosted = self.configured_s
+            return self.configured_s
+        return decayed
