@@ -1,7 +1,8 @@
 """The ``fal-realtime`` command: run the local gateway, or a demo against it.
 
-fal-realtime demo                       # gateway + demo apps in-process, one round trip each
+fal-realtime demo                       # gateway + demo apps in-process, this client against it
 fal-realtime serve --demo --port 8080   # a gateway for your own clients
+fal-realtime send fal-ai/echo '{"a": 1}' --base-url ws://127.0.0.1:8080
 """
 
 from __future__ import annotations
@@ -14,13 +15,23 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .errors import CONNECTION_LOST, TIMEOUT, RealtimeError, RealtimeTimeoutError
 
 __all__ = ["main"]
+
+EPILOG_SEND = """examples:
+  fal-realtime send fal-ai/echo '{"a": 1}' --base-url ws://127.0.0.1:8080 --key KEY
+  FAL_RUN_HOST=ws://127.0.0.1:8080 FAL_KEY=KEY \\
+    fal-realtime send fal-ai/flux-lora-realtime '{"prompt": "a tiger eye"}' --json
+
+Binary values in the result print as <N bytes>. Exit status: 0 with a result,
+1 on an error from the app or the connection (one line on stderr), 2 on bad arguments.
+"""
 
 EPILOG_SERVE = """examples:
   fal-realtime serve --demo                       demo apps on http://127.0.0.1:8080
@@ -79,6 +90,37 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--out-dir", default=".", help="where to save images (default .)")
+
+    send = sub.add_parser(
+        "send",
+        help="send one realtime payload and print the first result",
+        description="Connect to a realtime app, send one JSON payload, print the first result.",
+        epilog=EPILOG_SEND,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    send.add_argument("app", metavar="APP", help="the app id, e.g. fal-ai/flux-lora-realtime")
+    send.add_argument("payload", metavar="JSON", help="the payload: a JSON object")
+    send.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="where to connect, e.g. ws://127.0.0.1:8080 (default FAL_RUN_HOST, else fal.run)",
+    )
+    send.add_argument(
+        "--key", metavar="K", help="the fal key (default FAL_KEY; prefer it: argv is visible)"
+    )
+    send.add_argument(
+        "--path", metavar="P", default="/realtime", help="the realtime path (default /realtime)"
+    )
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the result, connecting included (default 30)",
+    )
+    send.add_argument(
+        "--json", action="store_true", help="print the result as compact JSON on one line"
+    )
     return parser
 
 
@@ -97,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_serve(args, gateway, context))
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "send":
+            payload = _parse_payload(args.payload)
+            if not args.timeout > 0:
+                raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
+            return asyncio.run(_send(args, payload))
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as exc:
@@ -177,19 +224,80 @@ async def _serve(args: argparse.Namespace, gateway: Any, context: ssl.SSLContext
 
 # -- demo ---------------------------------------------------------------------------
 
+DEMO_APP = "fal-ai/flux-lora-realtime"
 DEMO_PROMPT = (
     "Extreme close-up of a single tiger eye, direct frontal view. Detailed iris and pupil. "
     "Sharp focus on eye texture and color. Natural lighting to capture authentic eye shine "
     'and depth. The word "FLUX" is painted over it in big, white brush strokes with '
     "visible texture."
 )
+DEMO_SEED = 6252023
+DEMO_THROTTLE_S = 0.064
+DEMO_BURST = 20
+DEMO_WAIT_S = 30.0
+
+
+def _demo_input(prompt: str, *, seed: int = DEMO_SEED) -> dict[str, Any]:
+    """Return the input of fal's realtime documentation, with ``prompt`` and ``seed``."""
+    return {
+        "prompt": prompt,
+        "image_size": "landscape_16_9",
+        "seed": seed,
+        "num_inference_steps": 3,
+        "sync_mode": True,
+    }
+
+
+class _ImageSaver:
+    """The demo's callbacks: save every image as ``fal-realtime-demo-N.png``, keep errors."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.saved: list[Path] = []
+        self.seeds: list[Any] = []
+        self.errors: list[RealtimeError] = []
+        self._changed = asyncio.Event()
+
+    async def on_result(self, result: Any) -> None:
+        """Save and report each image of ``result`` (results arrive one at a time, in order)."""
+        images = result.get("images") if isinstance(result, dict) else None
+        seed = result.get("seed") if isinstance(result, dict) else None
+        for image in images or []:
+            url = str(image.get("url", ""))
+            size = f"{image.get('width')}x{image.get('height')}"
+            if not url.startswith("data:"):
+                print(f"realtime  {DEMO_APP} -> {size} image at {url}", flush=True)
+                continue
+            png = base64.b64decode(url.partition(",")[2])
+            path = self.out_dir / f"fal-realtime-demo-{len(self.saved) + 1}.png"
+            self.saved.append(path)
+            await asyncio.to_thread(path.write_bytes, png)
+            print(
+                f"realtime  {DEMO_APP} -> {size} PNG, seed {seed}: saved {path} ({len(png)} bytes)",
+                flush=True,
+            )
+        self.seeds.append(seed)
+        self._changed.set()
+
+    def on_error(self, error: RealtimeError) -> None:
+        """Keep ``error``: the demo stops at the next wait."""
+        self.errors.append(error)
+        self._changed.set()
+
+    async def wait_for(self, done: Callable[[], bool], what: str) -> None:
+        """Wait until ``done()`` holds; raise the first error, or TIMEOUT after a while."""
+        try:
+            async with asyncio.timeout(DEMO_WAIT_S):
+                while not (self.errors or done()):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise RealtimeTimeoutError(TIMEOUT, f"no {what} within {DEMO_WAIT_S:.0f} s") from None
+        if self.errors:
+            raise self.errors[0]
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    import aiohttp
-    import orjson
-    import ormsgpack
-
     from .server import Gateway
     from .server.demo import register_demo_apps
 
@@ -197,45 +305,181 @@ async def _demo(args: argparse.Namespace) -> int:
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     gateway = Gateway()
     register_demo_apps(gateway)
-    headers = {"Authorization": f"Key {gateway.generated_key}"}
-    async with gateway.serve(port=0) as running, aiohttp.ClientSession() as http:
-        print(f"fal-realtime gateway listening on {running.url} (in-process demo)")
-        async with http.post(
-            f"{running.url}/tokens/",
-            json={"allowed_apps": ["flux-lora-realtime"], "token_expiration": 120},
-            headers=headers,
-        ) as resp:
-            token = await resp.json()
-        url = f"{running.ws_url}/fal-ai/flux-lora-realtime/realtime"
-        async with http.ws_connect(url, params={"fal_jwt_token": token}) as ws:
-            request = {"prompt": DEMO_PROMPT, "image_size": "landscape_16_9", "seed": 6252023}
-            await ws.send_bytes(ormsgpack.packb(request))
-            msg = await ws.receive()
-            result = ormsgpack.unpackb(msg.data)
-        image = result["images"][0]
-        png = base64.b64decode(image["url"].split(",", 1)[1])
-        path = out_dir / "fal-realtime-demo.png"
-        path.write_bytes(png)
-        print(f"realtime  fal-ai/flux-lora-realtime -> {image['width']}x{image['height']} PNG")
-        print(f"          saved {path} ({len(png)} bytes), seed {result['seed']}")
-        async with http.ws_connect(f"{running.ws_url}/fal-ai/any-llm", headers=headers) as ws:
-            await ws.send_str(
-                orjson.dumps(
-                    {"prompt": "What is the meaning of life? Respond in 12 words."}
-                ).decode()
-            )
-            body = b""
+    key = gateway.generated_key
+    assert key is not None  # Gateway() without keys generates one
+    async with gateway.serve(port=0) as running:
+        print(f"fal-realtime gateway listening on {running.url} (in-process demo)", flush=True)
+        try:
+            await _demo_realtime(running.ws_url, key, out_dir)
+        except RealtimeError as exc:
+            return _error(exc)
+        output = await _demo_http_ws(running.url, running.ws_url, key)
+        print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
+    return 0
+
+
+async def _demo_realtime(base_url: str, key: str, out_dir: Path) -> None:
+    """Run fal's realtime example on this client, then a burst that shows the throttle."""
+    from .realtime import connect
+
+    saver = _ImageSaver(out_dir)
+    conn = await connect(
+        DEMO_APP,
+        on_result=saver.on_result,
+        on_error=saver.on_error,
+        base_url=base_url,
+        key=key,
+        throttle_interval=DEMO_THROTTLE_S,
+    )
+    async with conn:
+        await conn.send(_demo_input(DEMO_PROMPT))
+        await saver.wait_for(lambda: len(saver.seeds) >= 1, "result")
+
+        # A user typing: each keystroke sends the longer prompt, with no pause. Let the
+        # interval pass first so that the burst starts with a send that goes at once.
+        await asyncio.sleep(DEMO_THROTTLE_S)
+        stats = conn.stats
+        sent, coalesced, results = stats.sent, stats.coalesced, stats.results
+        words = DEMO_PROMPT.split()
+        for i in range(1, DEMO_BURST + 1):
+            prompt = " ".join(words[: -(-len(words) * i // DEMO_BURST)])
+            # A seed per send lets the demo recognise the answer to the last one.
+            await conn.send(_demo_input(prompt, seed=DEMO_SEED + i))
+        last = DEMO_SEED + DEMO_BURST
+        await saver.wait_for(lambda: last in saver.seeds, "result for the last send")
+        print(
+            f"burst: {DEMO_BURST} sends -> sent {stats.sent - sent}, "
+            f"coalesced {stats.coalesced - coalesced}, results {stats.results - results} "
+            f"(latest wins at {DEMO_THROTTLE_S * 1000:.0f} ms)",
+            flush=True,
+        )
+
+
+async def _demo_http_ws(url: str, ws_url: str, key: str) -> str:
+    """Ask ``fal-ai/any-llm`` over HTTP over WebSockets; return its output.
+
+    Raw aiohttp for now: the HTTP-over-WebSocket client is not written yet.
+    """
+    import aiohttp
+    import orjson
+
+    headers = {"Authorization": f"Key {key}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{ws_url}/fal-ai/any-llm", headers=headers) as ws,
+    ):
+        await ws.send_str(
+            orjson.dumps({"prompt": "What is the meaning of life? Respond in 12 words."}).decode()
+        )
+        body = b""
+        async with asyncio.timeout(DEMO_WAIT_S):
             while True:
                 msg = await ws.receive()
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     body += msg.data
                     continue
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise RealtimeError(
+                        CONNECTION_LOST, f"{url}: the socket closed mid-response ({msg.type.name})"
+                    )
                 frame = orjson.loads(msg.data)
                 if isinstance(frame, dict) and frame.get("type") == "end":
                     break
                 if not (isinstance(frame, dict) and frame.get("type") == "start"):
                     body += msg.data.encode()
-        print(f"http-ws   fal-ai/any-llm -> {orjson.loads(body)['output']}")
+    return str(orjson.loads(body)["output"])
+
+
+# -- send ---------------------------------------------------------------------------
+
+_JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _parse_payload(text: str) -> dict[str, Any]:
+    """Return the JSON object in ``text``; raise ValueError with a one-line reason."""
+    import orjson
+
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"JSON argument is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        kind = _JSON_TYPES.get(type(value), "a number")
+        raise ValueError(f"JSON argument must be an object ({{...}}), not {kind}")
+    return value
+
+
+def _printable(value: Any) -> Any:
+    """Return ``value`` with binary values replaced by ``"<N bytes>"``, ready for JSON."""
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, memoryview):
+        return f"<{value.nbytes} bytes>"
+    if isinstance(value, dict):
+        return {
+            (_printable(k) if isinstance(k, bytes | bytearray) else k): _printable(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
+
+
+def _format_result(result: Any, *, compact: bool) -> str:
+    import orjson
+
+    option = orjson.OPT_NON_STR_KEYS | (0 if compact else orjson.OPT_INDENT_2)
+    return orjson.dumps(_printable(result), option=option, default=repr).decode()
+
+
+def _error(error: RealtimeError) -> int:
+    """Print ``error`` as one line on stderr; return exit status 1."""
+    text = " ".join(str(error).split())
+    print(f"fal-realtime: error: {text}", file=sys.stderr, flush=True)
+    return 1
+
+
+async def _send(args: argparse.Namespace, payload: dict[str, Any]) -> int:
+    from .realtime import RealtimeConnection, connect
+
+    outcome: list[Any] = []  # the first result, or the first error
+    arrived = asyncio.Event()
+
+    def on_result(result: Any) -> None:
+        outcome.append(result)
+        arrived.set()
+
+    def on_error(error: RealtimeError) -> None:
+        outcome.append(error)
+        arrived.set()
+
+    conn: RealtimeConnection | None = None
+    try:
+        async with asyncio.timeout(args.timeout):
+            conn = await connect(
+                args.app,
+                on_result=on_result,
+                on_error=on_error,
+                base_url=args.base_url,
+                key=args.key,
+                path=args.path,
+                open_timeout_s=args.timeout,
+            )
+            await conn.send(payload)
+            await arrived.wait()
+    except RealtimeError as exc:
+        outcome[:0] = [exc]
+    except TimeoutError:
+        what = "no result" if conn is not None else "could not connect"
+        outcome[:0] = [RealtimeTimeoutError(TIMEOUT, f"{what} within {args.timeout:g} s")]
+    finally:
+        # Closed outside the timeout: a close is bounded by the connection's own limits.
+        if conn is not None:
+            await conn.close()
+    first = outcome[0]
+    if isinstance(first, RealtimeError):
+        return _error(first)
+    print(_format_result(first, compact=args.json), flush=True)
     return 0
 
 

@@ -195,6 +195,11 @@ class RealtimeConnection:
         return self._state
 
     @property
+    def throttle_interval(self) -> float:
+        """Return the interval between sends in force now (raised after RATE_LIMITED)."""
+        return self._pacer.interval(self._loop.time())
+
+    @property
     def closed(self) -> bool:
         """Tell whether the connection is closed or failed (it cannot be used again)."""
         return self._state in _TERMINAL
@@ -266,6 +271,13 @@ class RealtimeConnection:
         _forget(self)
         if dropped := self._outbox.clear():
             self.stats.drop("closed", dropped)
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            # Close from here while the reader still waits: aiohttp then completes a clean
+            # close handshake (1000); cancelling the reader first would make it abnormal.
+            with contextlib.suppress(Exception):
+                await ws.close()
+            self._dispatcher.emit("on_close", ws.close_code)
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -380,6 +392,8 @@ class RealtimeConnection:
         try:
             while True:
                 await self._wanted.wait()
+                if self._closing:
+                    return
                 try:
                     outcome = await self._outage()
                 except _Retryable as exc:
@@ -389,6 +403,8 @@ class RealtimeConnection:
                     return
                 except RealtimeError as error:
                     self._fail(error)
+                    return
+                if self._closing:
                     return
                 if outcome == "dormant":
                     self._set_state(ConnectionState.DORMANT)
@@ -549,10 +565,13 @@ class RealtimeConnection:
                     refresher.cancel()
         finally:
             self._ws = None
-            if not ws.closed:
-                with contextlib.suppress(Exception):
-                    await ws.close()
-            self._dispatcher.emit("on_close", ws.close_code)
+            if not self._closing:  # close() closes the socket itself and reports it
+                if not ws.closed:
+                    with contextlib.suppress(Exception):
+                        await ws.close()
+                self._dispatcher.emit("on_close", ws.close_code)
+        if self._closing:
+            return "dormant"
         stayed = self._loop.time() - opened_at
         proven = end.proven or (self._policy is not None and stayed >= self._policy.stable_after_s)
         if proven:
