@@ -122,3 +122,11 @@ async def http_ws_request(
 def joined(body: list[bytes | str]) -> bytes:
     """Join body frames as bytes (text frames as UTF-8)."""
     return b"".join(part.encode() if isinstance(part, str) else part for part in body)
+
+
+async def eventually(predicate: Any, *, step: float = MS, within: float = WAIT) -> None:
+    """Poll ``predicate()`` every ``step`` seconds until it holds; fail after ``within``."""
+    async with asyncio.timeout(within):
+        # Polling on purpose: the condition spans objects that signal no event.
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(step)

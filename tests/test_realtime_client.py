@@ -14,6 +14,7 @@ from fal_realtime import ConnectionState, RealtimeConnection, RealtimeError, Rec
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import KEY, MS
+from .gateway_tools import eventually
 
 WAIT = 5000 * MS
 
@@ -145,7 +146,7 @@ async def test_rt_4_zero_interval_sends_each_at_once(running: RunningGateway) ->
 
 
 async def test_rt_5_bad_payloads_raise_and_lose_nothing(running: RunningGateway) -> None:
-    """RT-5: unencodable or oversized payloads raise INVALID_INPUT, non-maps TypeError; conn lives."""
+    """RT-5: unencodable/oversized payloads: INVALID_INPUT; non-maps: TypeError; conn lives."""
     rec = Recorder()
     async with await _connect(running, rec=rec, throttle_interval=0, max_frame_bytes=1024) as conn:
         with pytest.raises(RealtimeError) as info:
@@ -232,9 +233,7 @@ async def test_rt_9_meta_frames_go_to_on_meta_not_results(
     async with await _connect(running, "test/timed", rec, throttle_interval=0) as conn:
         await conn.send({"a": 1})
         await rec.until(lambda: rec.results)
-        async with asyncio.timeout(WAIT):
-            while not rec.meta:
-                await asyncio.sleep(MS)
+        await eventually(lambda: rec.meta)
         assert rec.results == [{"echo": {"a": 1}}]
         assert rec.meta[0]["action"] == "timings" and conn.stats.meta == 1
 
@@ -383,9 +382,7 @@ async def test_rt_16_raising_callback_is_reported_and_connection_lives(
             await conn.send({"i": 0})
             await rec.until(lambda: rec.errors)
             await conn.send({"i": 1})
-            async with asyncio.timeout(WAIT):
-                while len(seen) < 2:
-                    await asyncio.sleep(MS)
+            await eventually(lambda: len(seen) >= 2)
     assert rec.errors[0].code == "CALLBACK_ERROR" and "user bug" in rec.errors[0].message
     assert conn.stats.errors == 1
     assert any("on_result callback raised" in r.getMessage() for r in caplog.records)
@@ -404,14 +401,13 @@ async def test_rt_17_slow_callback_never_stalls_reading(running: RunningGateway)
     ) as conn:
         for i in range(20):
             await conn.send({"i": i})
-        async with asyncio.timeout(WAIT):
-            while conn.stats.results < 20:
-                await asyncio.sleep(MS)
+        await eventually(lambda: conn.stats.results >= 20)
         # All 20 were read off the socket while the callback had finished at most a few.
         assert len(delivered) < 5
-        async with asyncio.timeout(WAIT):
-            while len(delivered) + conn.stats.dropped.get("slow_consumer", 0) < 20:
-                await asyncio.sleep(5 * MS)
+        await eventually(
+            lambda: len(delivered) + conn.stats.dropped.get("slow_consumer", 0) >= 20,
+            step=5 * MS,
+        )
     assert delivered == sorted(delivered) and delivered[-1] == 19
     assert conn.stats.dropped["slow_consumer"] == 20 - len(delivered) > 0
 
@@ -434,9 +430,7 @@ async def test_rt_18_async_and_sync_callbacks_and_lifecycle_order(
         on_state_change=lambda state: events.append(f"state:{state.value}"),
     )
     await conn.send({"x": 1})
-    async with asyncio.timeout(WAIT):
-        while "result" not in events:
-            await asyncio.sleep(MS)
+    await eventually(lambda: "result" in events)
     await conn.close()
     assert events == ["state:open", "open", "result", "close:1000", "state:closed"]
 
@@ -471,9 +465,7 @@ async def test_rt_20_connection_key_reuses_the_live_connection(running: RunningG
     try:
         assert a is b
         await b.send({"k": 1})
-        async with asyncio.timeout(WAIT):
-            while not second:
-                await asyncio.sleep(MS)
+        await eventually(lambda: second)
         assert first == [] and second == [{"echo": {"k": 1}}]
         with pytest.raises(ValueError, match="in use for"):
             await _connect(running, "fal-ai/flux-lora-realtime", connection_key="user-1")
