@@ -587,3 +587,18 @@ async def test_rt_26_repr_and_errors_keep_the_key_out(running: RunningGateway) -
     async with await _connect(running) as conn:
         text = repr(conn)
     assert "fal-ai/echo" in text and "open" in text and KEY not in text
+
+
+async def test_rt_27_missed_pong_is_a_lost_connection(
+    gateway: Gateway, running: RunningGateway
+) -> None:
+    """RT-27: a peer that stops answering pings is declared lost (1006) and reconnected."""
+    gateway.set_faults("fal-ai/echo", "ignore_pings=1;connections=1")
+    rec = Recorder()
+    async with await _connect(running, rec=rec, heartbeat_s=50 * MS, throttle_interval=0) as conn:
+        await rec.until(lambda: len(rec.closes) == 1 and conn.state is ConnectionState.OPEN)
+        assert rec.closes == [1006]
+        assert ConnectionState.RECONNECTING in rec.states and conn.stats.reconnects == 1
+        await conn.send({"after": "pong"})
+        await rec.until(lambda: rec.results)
+    assert rec.results == [{"echo": {"after": "pong"}}] and rec.errors == []

@@ -36,6 +36,7 @@ class Faults:
     rate_limit_every: int | None = None
     refuse_auth: bool = False
     reject_status: int | None = None
+    ignore_pings: bool = False
     connections: int | None = None
 
     @property
@@ -83,7 +84,7 @@ def parse_faults(spec: str) -> Faults:
                 if not delay >= 0:
                     raise ValueError(value)
                 values[name] = delay
-            elif name == "refuse_auth":
+            elif name in ("refuse_auth", "ignore_pings"):
                 values[name] = value.lower() in ("1", "true", "yes", "on")
             elif name == "drop_mode":
                 if value not in ("abort", "close"):

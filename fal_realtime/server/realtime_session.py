@@ -87,6 +87,7 @@ async def handle_realtime(
         heartbeat=gateway.heartbeat_s,
         compress=False,
         timeout=CLOSE_HANDSHAKE_S,
+        autoping=not faults.ignore_pings,
     )
     await ws.prepare(request)
     verdict = gateway.authenticator.check(
@@ -183,6 +184,8 @@ class _Session:
                     return
                 self._pending.append(value)  # a full buffer drops the oldest
                 self._wakeup.set()
+            elif msg.type in (WSMsgType.PING, WSMsgType.PONG):
+                continue  # only seen with autoping off (the ignore_pings fault)
             elif msg.type == WSMsgType.TEXT:
                 self._end(
                     _Ending(
