@@ -43,10 +43,13 @@ class Callbacks:
 class Subscription(Generic[T]):
     """A bounded queue of events for one ``async for`` consumer; drops its oldest when full."""
 
-    def __init__(self, limit: int, on_drop: Callable[[], None]) -> None:
+    def __init__(
+        self, limit: int, on_drop: Callable[[], None], on_done: Callable[[Subscription[T]], None]
+    ) -> None:
         self._items: collections.deque[T] = collections.deque()
         self._limit = limit
         self._on_drop = on_drop
+        self._on_done = on_done
         self._ready = asyncio.Event()
         self._ended = False
 
@@ -62,13 +65,17 @@ class Subscription(Generic[T]):
         self._ready.set()
 
     async def __aiter__(self) -> AsyncIterator[T]:
-        while True:
-            while self._items:
-                yield self._items.popleft()
-            if self._ended:
-                return
-            self._ready.clear()
-            await self._ready.wait()
+        try:
+            while True:
+                while self._items:
+                    yield self._items.popleft()
+                if self._ended:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+        finally:
+            # A consumer that stops early (``break``) unsubscribes: nothing accumulates.
+            self._on_done(self)
 
 
 @dataclass(slots=True)
@@ -137,19 +144,23 @@ class Dispatcher:
     # -- pull-style consumers ----------------------------------------------------
 
     def subscribe_results(self) -> Subscription[Any]:
-        sub: Subscription[Any] = Subscription(self._max_backlog, lambda: self._on_drop("results"))
-        if self._stopped:
-            sub.end()
-        else:
-            self._results.append(sub)
-        return sub
+        return self._subscribe(self._results, lambda: self._on_drop("results"))
 
     def subscribe_states(self) -> Subscription[Any]:
-        sub: Subscription[Any] = Subscription(self._max_backlog, lambda: None)
+        return self._subscribe(self._states, lambda: None)
+
+    def _subscribe(
+        self, subs: list[Subscription[Any]], on_drop: Callable[[], None]
+    ) -> Subscription[Any]:
+        def done(sub: Subscription[Any]) -> None:
+            if sub in subs:
+                subs.remove(sub)
+
+        sub: Subscription[Any] = Subscription(self._max_backlog, on_drop, done)
         if self._stopped:
             sub.end()
         else:
-            self._states.append(sub)
+            subs.append(sub)
         return sub
 
     # -- the task ------------------------------------------------------------------

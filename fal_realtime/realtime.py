@@ -46,6 +46,7 @@ from .errors import (
     DECODE_ERROR,
     INVALID_INPUT,
     RATE_LIMITED,
+    TIMEOUT,
     UNAUTHORIZED,
     ConnectionLostError,
     RealtimeError,
@@ -466,7 +467,14 @@ class RealtimeConnection:
         headers: dict[str, str] = {}
         token: str | None = None
         if self._tokens is not None:
-            token = await self._tokens.get(self._http)
+            try:
+                token = await self._tokens.get(self._http)
+            except RealtimeError as exc:
+                # A token endpoint that is down, overloaded or slow is an outage like any
+                # other; a refused key or an unusable answer is final.
+                if exc.code in (CONNECTION_LOST, RATE_LIMITED, TIMEOUT):
+                    raise _Retryable(exc) from None
+                raise
         elif self._key:
             headers["Authorization"] = f"Key {self._key}"
         else:

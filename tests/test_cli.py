@@ -173,7 +173,7 @@ def test_gw_cli_5_demo_runs_both_protocols_and_saves_a_png(tmp_path: Path) -> No
         env=CHILD_ENV,
     )
     assert done.returncode == 0, done.stderr
-    png = tmp_path / "fal-realtime-demo.png"
+    png = tmp_path / "fal-realtime-demo-1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fal-ai/any-llm ->" in done.stdout
     answer = done.stdout.split("fal-ai/any-llm ->", 1)[1].strip()

@@ -602,3 +602,56 @@ async def test_rt_27_missed_pong_is_a_lost_connection(
         await conn.send({"after": "pong"})
         await rec.until(lambda: rec.results)
     assert rec.results == [{"echo": {"after": "pong"}}] and rec.errors == []
+
+
+async def test_rt_28_abandoned_results_iterator_unsubscribes(running: RunningGateway) -> None:
+    """RT-28: an async for over results() left with break stops receiving (no accumulation)."""
+    async with await _connect(running, throttle_interval=0) as conn:
+        for n in range(3):
+            await conn.send({"n": n})
+            results = conn.results()
+            async with asyncio.timeout(WAIT):
+                async for _ in results:
+                    break
+            await results.aclose()  # what the garbage collector does for an abandoned loop
+        assert conn._dispatcher._results == []
+
+
+async def test_rt_29_token_endpoint_outage_is_retried(
+    gateway: Gateway, running: RunningGateway, instant_retries: None
+) -> None:
+    """RT-29: a token endpoint failing with 503 twice is retried; the third fetch opens."""
+    from aiohttp import web
+
+    failures = [2]
+    original = gateway.tokens.issue
+
+    def flaky(*args: Any, **kwargs: Any) -> str:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise web.HTTPServiceUnavailable()
+        return original(*args, **kwargs)
+
+    gateway.tokens.issue = flaky  # type: ignore[method-assign]
+    rec = Recorder()
+    async with await _connect(running, rec=rec, throttle_interval=0, use_jwt=True) as conn:
+        await conn.send({"after": "outage"})
+        await rec.until(lambda: rec.results)
+    assert failures == [0] and rec.errors == []
+
+
+async def test_rt_30_unreachable_token_endpoint_fails_after_the_policy(
+    instant_retries: None,
+) -> None:
+    """RT-30: an unreachable gateway: connect retries per policy, then CONNECTION_LOST."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = ReconnectPolicy(max_attempts=3, deadline_s=None)
+    with pytest.raises(RealtimeError) as info:
+        await fal_realtime.connect(
+            "fal-ai/echo", base_url=f"ws://127.0.0.1:{port}", key=KEY, reconnect=policy
+        )
+    assert info.value.code == "CONNECTION_LOST" and "gave up" in info.value.message
