@@ -50,6 +50,8 @@ MISSING_KEY_MESSAGE = (
     "or pass token_provider=... (a backend that issues tokens)"
 )
 REFRESH_AT = 0.9
+#: Never refetch sooner than this after a fetch, whatever the token claims.
+MIN_REFRESH_S = 0.5
 FETCH_TIMEOUT_S = 15.0
 
 
@@ -142,8 +144,8 @@ class TokenSource:
         self._lifetime = token_expiration_s
         self._clock = clock
         fingerprint = hashlib.sha256((key or "").encode()).hexdigest()[:16]
-        provider_id = id(token_provider) if token_provider is not None else None
-        self._cache_key = (token_url, fingerprint, provider_id, app_alias, token_expiration_s)
+        # The provider itself (not its id(), which Python reuses) keys its tokens.
+        self._cache_key = (token_url, fingerprint, token_provider, app_alias, token_expiration_s)
 
     def __repr__(self) -> str:
         return f"TokenSource(app={self._app_id!r}, url={self._url!r})"
@@ -196,10 +198,14 @@ class TokenSource:
                 inflight.exception()  # retrieved: no "never retrieved" warning without waiters
                 raise
             issued = self._clock()
-            expires = jwt_expiry(token) or issued + self._lifetime
+            lifetime = (jwt_expiry(token) or issued + self._lifetime) - issued
+            if lifetime <= 0:
+                # An exp already past by our clock means the clocks disagree, not that the
+                # token is dead: trust the lifetime we asked for rather than refetch at once.
+                lifetime = self._lifetime
             entry.token = token
-            entry.expires_at = expires
-            entry.refresh_at = issued + max(0.0, expires - issued) * REFRESH_AT
+            entry.expires_at = issued + lifetime
+            entry.refresh_at = issued + max(MIN_REFRESH_S, lifetime * REFRESH_AT)
             inflight.set_result(token)
             return token
         return await asyncio.shield(entry.inflight)
@@ -232,7 +238,7 @@ class TokenSource:
                 CONNECTION_LOST, f"token request to {self._url} failed: {type(exc).__name__}"
             ) from None
         if status >= 400:
-            raise _token_error(status, raw, self._url)
+            raise _token_error(status, raw, self._url, self._key)
         try:
             return parse_token_response(orjson.loads(raw))
         except ValueError:
@@ -241,8 +247,9 @@ class TokenSource:
             ) from None
 
 
-def _token_error(status: int, raw: bytes, url: str) -> RealtimeError:
-    detail = raw[:200].decode("utf-8", "replace")
+def _token_error(status: int, raw: bytes, url: str, key: str) -> RealtimeError:
+    # A proxy may echo the request back: never let the key through in the message.
+    detail = raw.decode("utf-8", "replace").replace(key, "***")[:200]
     if status in (401, 403):
         return error_for(
             UNAUTHORIZED,

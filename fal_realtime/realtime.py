@@ -59,6 +59,8 @@ __all__ = ["ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]
 log = logging.getLogger("fal_realtime")
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: How long a new socket waits for an immediate refusal before it counts as open.
+REFUSAL_GRACE_S = 0.05
 Callback = Callable[..., Any]
 
 
@@ -177,6 +179,7 @@ class RealtimeConnection:
         self._failure: RealtimeError | None = None
         self._closing = False
         self._send_lock = asyncio.Lock()
+        self._confirmed = False
         connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True)
         self._http = aiohttp.ClientSession(connector=connector)
         self._dispatcher = Dispatcher(
@@ -554,30 +557,28 @@ class RealtimeConnection:
             ) from None
         opened_at = self._loop.time()
         self._ws = ws
+        self._confirmed = False
         token = self._token_in_use()
-        if self._opened.done():
-            self.stats.reconnects += 1
-        self._set_state(ConnectionState.OPEN)
-        self._dispatcher.emit("on_open")
-        if not self._opened.done():
-            self._opened.set_result(None)
         end = _SessionEnd()
         try:
             async with asyncio.TaskGroup() as group:
                 writer = group.create_task(self._write_loop(ws), name="fal-realtime-writer")
                 refresher = group.create_task(self._refresh_loop(), name="fal-realtime-refresh")
+                confirm = group.create_task(self._confirm_later(), name="fal-realtime-confirm")
                 try:
                     end = await self._read_loop(ws)
                 finally:
                     writer.cancel()
                     refresher.cancel()
+                    confirm.cancel()
         finally:
             self._ws = None
             if not self._closing:  # close() closes the socket itself and reports it
                 if not ws.closed:
                     with contextlib.suppress(Exception):
                         await ws.close()
-                self._dispatcher.emit("on_close", ws.close_code)
+                if self._confirmed:
+                    self._dispatcher.emit("on_close", ws.close_code)
         if self._closing:
             return "dormant"
         stayed = self._loop.time() - opened_at
@@ -603,6 +604,24 @@ class RealtimeConnection:
         raise _Retryable(
             error_for(CONNECTION_LOST, f"the socket ended before it proved itself ({cause})")
         )
+
+    async def _confirm_later(self) -> None:
+        # fal's edge refuses a token right after accepting the socket; give that refusal
+        # a moment to arrive before calling the socket open (any frame confirms sooner).
+        await asyncio.sleep(REFUSAL_GRACE_S)
+        self._confirm_open()
+
+    def _confirm_open(self) -> None:
+        """Declare the current socket open: state, on_open, and connect() returns."""
+        if self._confirmed or self._closing:
+            return
+        self._confirmed = True
+        if self._opened.done():
+            self.stats.reconnects += 1
+        self._set_state(ConnectionState.OPEN)
+        self._dispatcher.emit("on_open")
+        if not self._opened.done():
+            self._opened.set_result(None)
 
     def _token_in_use(self) -> str | None:
         return None if self._tokens is None else self._tokens.current()
@@ -645,6 +664,8 @@ class RealtimeConnection:
             if msg.type is aiohttp.WSMsgType.BINARY or msg.type is aiohttp.WSMsgType.TEXT:
                 frame = classify(msg.data, codec.decode, custom_decode=codec.custom_decode)
                 kind = frame.kind
+                if kind is not FrameKind.UNAUTHORIZED and not self._confirmed:
+                    self._confirm_open()
                 if kind is FrameKind.RESULT:
                     stats.results += 1
                     end.proven = True
