@@ -21,6 +21,7 @@ from .errors import (
     RealtimeTimeoutError,
     UnauthorizedError,
 )
+from .http_ws import HttpWsConnection, Response, ws
 from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
 
 __all__ = [
@@ -35,13 +36,16 @@ __all__ = [
     "AppId",
     "ConnectionLostError",
     "ConnectionState",
+    "HttpWsConnection",
     "ReconnectPolicy",
     "RealtimeConnection",
     "RealtimeError",
     "RealtimeStats",
     "RealtimeTimeoutError",
+    "Response",
     "UnauthorizedError",
     "__version__",
     "connect",
     "set_testing",
+    "ws",
 ]

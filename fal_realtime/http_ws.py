@@ -1,0 +1,630 @@
+"""HTTP over WebSockets: ``async with fal_realtime.ws(app) as conn:``.
+
+Each ``send(payload)`` is one request (a JSON text frame); the server answers each
+with ``start``, body frames and ``end``, one response after another in the order the
+requests were sent, so several may be sent before reading (pipelining).
+
+    async with fal_realtime.ws("fal-ai/any-llm") as conn:
+        response = await conn.request({"prompt": "hi"})
+        print(response.json())
+
+One reader task per socket moves frames into a small bounded queue (so a large body
+is never held whole, and a socket that drops while idle is noticed). The protocol
+cannot abort one response: cancelling a ``recv()``/``stream()`` mid-response, or
+starting to read the next response before the previous one was read to its end,
+closes the socket, and the next ``send`` opens a new one. Requests whose responses
+were lost with a socket are never resent; their ``recv()`` raises ``CONNECTION_LOST``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._auth import MISSING_KEY_MESSAGE, resolve_key
+from ._policy import RETRYABLE_HANDSHAKE_STATUSES, ReconnectPolicy
+from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
+from ._protocol.http_ws import Body, End, ResponseAssembler, Start
+from ._protocol.sse import SSEParser
+from .errors import (
+    CONNECTION_LOST,
+    INTERNAL_ERROR,
+    INVALID_INPUT,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    ConnectionLostError,
+    RealtimeError,
+    UnauthorizedError,
+    error_for,
+)
+
+__all__ = ["HttpWsConnection", "Response", "ws"]
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: Frames the reader may hold ahead of the consumer (memory stays bounded).
+QUEUE_FRAMES = 16
+
+
+def error_for_status(
+    status: int, body: Any, request_id: str | None, *, what: str = "request"
+) -> RealtimeError:
+    """Return the RealtimeError for an HTTP error status answered to a request."""
+    if status in (401, 403):
+        code = UNAUTHORIZED
+    elif status == 429:
+        code = RATE_LIMITED
+    elif status < 500:
+        code = INVALID_INPUT
+    else:
+        code = INTERNAL_ERROR
+    detail = body
+    if isinstance(body, bytes | bytearray):
+        text = bytes(body[:300]).decode("utf-8", "replace")
+        try:
+            parsed = orjson.loads(body)
+            detail = parsed.get("detail", text) if isinstance(parsed, dict) else text
+        except orjson.JSONDecodeError:
+            detail = text
+    return error_for(
+        code,
+        f"{what} failed with HTTP {status}: {detail}",
+        status=status,
+        body=body,
+        request_id=request_id,
+    )
+
+
+@dataclass(slots=True)
+class Response:
+    """One whole response: status, headers, body and timings."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    request_id: str
+    content: bytes
+    time_to_first_byte: float | None = None
+    server_time_to_first_byte: float | None = None
+    elapsed: float = 0.0
+    end: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """Return the body decoded as UTF-8."""
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """Return the body parsed as JSON."""
+        return orjson.loads(self.content)
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the status is below 400."""
+        return self.status < 400
+
+    def raise_for_status(self) -> Response:
+        """Raise :class:`RealtimeError` when the status is 400 or more; else return self."""
+        if self.status >= 400:
+            raise error_for_status(self.status, self.content, self.request_id)
+        return self
+
+
+class _Lost:
+    """The reader's marker: the socket ended."""
+
+    __slots__ = ("close_code", "reason")
+
+    def __init__(self, close_code: int | None, reason: str) -> None:
+        self.close_code = close_code
+        self.reason = reason
+
+
+class _Socket:
+    """One WebSocket, the task reading it, and the requests it still owes answers to."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[aiohttp.WSMessage | _Lost] = asyncio.Queue(QUEUE_FRAMES)
+        self.pending = 0
+        self.assembler = ResponseAssembler()
+        self.lost: _Lost | None = None
+        self.reader = asyncio.get_running_loop().create_task(
+            self._read(), name="fal-realtime-http-ws-reader"
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.lost is None and not self.ws.closed
+
+    async def _read(self) -> None:
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
+                await self.queue.put(msg)
+                continue
+            reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
+            self.lost = _Lost(ws.close_code, reason)
+            await self.queue.put(self.lost)
+            return
+
+    async def close(self) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        self.reader.cancel()
+        await asyncio.gather(self.reader, return_exceptions=True)
+
+    async def abort(self) -> None:
+        """Drop the socket without a close handshake (a response was abandoned)."""
+        self.reader.cancel()
+        await asyncio.gather(self.reader, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=1000, message=b"response abandoned")
+
+
+class _Reading:
+    """Marks one response being read; a new read abandons an unfinished one."""
+
+    __slots__ = ("done", "socket", "started")
+
+    def __init__(self, socket: _Socket) -> None:
+        self.socket = socket
+        self.started = False
+        self.done = False
+
+
+class HttpWsConnection:
+    """One HTTP-over-WebSocket connection to an app; see :func:`ws`."""
+
+    def __init__(
+        self,
+        app: AppId,
+        *,
+        path: str,
+        url_base: str,
+        key: str,
+        policy: ReconnectPolicy | None,
+        max_frame_bytes: int,
+        open_timeout_s: float,
+        heartbeat_s: float | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.app = app
+        self._path = path
+        self._url = http_ws_url(app, base=url_base, path=path)
+        self._key = key
+        self._policy = policy
+        self._max_frame_bytes = max_frame_bytes
+        self._open_timeout_s = open_timeout_s
+        self._heartbeat_s = heartbeat_s
+        self._ssl_context = ssl_context
+        self._http: aiohttp.ClientSession | None = None
+        self._socket: _Socket | None = None
+        self._lost_requests = 0
+        self._reading: _Reading | None = None
+        self._awaiting_frame = False
+        self._request_lock = asyncio.Lock()
+        self._closed = False
+        # Sockets dropped from synchronous code; closed (and their readers awaited) at the
+        # next async entry point or at close().
+        self._to_close: list[_Socket] = []
+        #: The ``start`` and ``end`` frames of the last response read (also after stream()).
+        self.last_start: Start | None = None
+        self.last_end: End | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._socket else "idle"
+        return f"<HttpWsConnection url={redact_url(self._url)!r} {state}>"
+
+    async def __aenter__(self) -> HttpWsConnection:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def pending(self) -> int:
+        """Return how many requests were sent whose responses have not been read."""
+        live = self._socket.pending if self._socket is not None else 0
+        return self._lost_requests + live
+
+    async def open(self) -> None:
+        """Open the socket now (``send`` opens one when needed)."""
+        self._check_open()
+        await self._reap()
+        if self._socket is None or not self._socket.alive:
+            await self._reconnect()
+
+    async def close(self) -> None:
+        """Close the socket and stop its reader. Idempotent."""
+        self._closed = True
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            self._to_close.append(socket)
+        await self._reap()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _reap(self) -> None:
+        while self._to_close:
+            await self._to_close.pop().abort()
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def send(self, payload: Any) -> None:
+        """Send one request: ``payload`` as a JSON text frame.
+
+        Raises:
+            TypeError: ``payload`` cannot be encoded as JSON (nothing is sent).
+            RealtimeError: ``INVALID_INPUT`` when it is over ``max_frame_bytes``;
+                ``UNAUTHORIZED`` or ``CONNECTION_LOST`` when no socket can be opened.
+        """
+        self._check_open()
+        try:
+            frame = orjson.dumps(payload).decode()
+        except TypeError as exc:
+            raise TypeError(f"payload cannot be encoded as JSON: {exc}") from exc
+        if len(frame) > self._max_frame_bytes:
+            raise RealtimeError(
+                INVALID_INPUT,
+                f"payload encodes to {len(frame)} bytes, over max_frame_bytes="
+                f"{self._max_frame_bytes}",
+            )
+        await self._reap()
+        socket = self._socket
+        if socket is None or not socket.alive:
+            socket = await self._reconnect()
+        try:
+            await socket.ws.send_str(frame)
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            # The socket died between requests; nothing was sent, so it is safe to retry once.
+            if socket.pending:
+                raise ConnectionLostError(
+                    CONNECTION_LOST, "the connection dropped while requests were in flight"
+                ) from None
+            socket = await self._reconnect()
+            await socket.ws.send_str(frame)
+        socket.pending += 1
+
+    async def recv(self) -> bytes:
+        """Return the next response's whole body; raise ``RealtimeError`` on status >= 400."""
+        start, chunks, end = await self._read_whole()
+        body = b"".join(chunks)
+        if start.status >= 400:
+            raise error_for_status(start.status, body, start.request_id)
+        return body
+
+    async def request(self, payload: Any) -> Response:
+        """Send ``payload`` and return its whole :class:`Response` (no raise on 4xx/5xx)."""
+        async with self._request_lock:
+            sent = time.perf_counter()
+            await self.send(payload)
+            first: list[float] = []
+            start, chunks, end = await self._read_whole(first_byte=first)
+        now = time.perf_counter()
+        return Response(
+            status=start.status,
+            headers=CIMultiDictProxy(CIMultiDict(start.headers)),
+            request_id=start.request_id,
+            content=b"".join(chunks),
+            time_to_first_byte=(first[0] - sent) if first else None,
+            server_time_to_first_byte=end.time_to_first_byte_seconds,
+            elapsed=now - sent,
+            end=end.raw,
+        )
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        """Yield the next response's body chunks as they arrive (text frames as UTF-8).
+
+        A status >= 400 raises ``RealtimeError`` (with the error body) before any chunk.
+        """
+        reading = await self._begin_read()
+        abandoned = False
+        try:
+            start = await self._start(reading)
+            if start.status >= 400:
+                chunks = [chunk async for chunk in self._body(reading)]
+                raise error_for_status(start.status, b"".join(chunks), start.request_id)
+            async for chunk in self._body(reading):
+                yield chunk
+        except GeneratorExit:
+            abandoned = True  # left with break / aclose(): the next read skips the rest
+            raise
+        finally:
+            self._end_read(reading, abandoned=abandoned)
+
+    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
+        """Yield the next response parsed as Server-Sent Events.
+
+        Each event is ``{"event": ..., "data": ..., "id": ...}``; ``data`` is decoded as
+        JSON when it is JSON, else left as text. Events split across frames are joined.
+        """
+        parser = SSEParser()
+        async with contextlib.aclosing(self.stream()) as chunks:
+            async for chunk in chunks:
+                for event in parser.feed(chunk):
+                    try:
+                        data: Any = orjson.loads(event.data)
+                    except orjson.JSONDecodeError:
+                        data = event.data
+                    yield {"event": event.event, "data": data, "id": event.id}
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _read_whole(
+        self, first_byte: list[float] | None = None
+    ) -> tuple[Start, list[bytes], End]:
+        reading = await self._begin_read()
+        try:
+            start = await self._start(reading)
+            chunks = []
+            async for chunk in self._body(reading):
+                if first_byte is not None and not first_byte:
+                    first_byte.append(time.perf_counter())
+                chunks.append(chunk)
+            assert self.last_end is not None
+            return start, chunks, self.last_end
+        finally:
+            self._end_read(reading)
+
+    async def _begin_read(self) -> _Reading:
+        self._check_open()
+        if self._awaiting_frame:
+            raise RuntimeError(
+                "concurrent reads are not allowed: recv(), stream(), events() and request() "
+                "read responses in order, one at a time"
+            )
+        previous = self._reading
+        if previous is not None and not previous.done:
+            await self._skip_rest(previous)
+        await self._reap()
+        if self._lost_requests:
+            self._lost_requests -= 1
+            raise ConnectionLostError(
+                CONNECTION_LOST,
+                "the connection dropped before this request's response arrived; "
+                "it was not resent (it may have been processed)",
+            )
+        socket = self._socket
+        if socket is None or socket.pending == 0:
+            raise RuntimeError("no request is waiting for a response: call send() first")
+        reading = _Reading(socket)
+        self._reading = reading
+        return reading
+
+    def _end_read(self, reading: _Reading, *, abandoned: bool = False) -> None:
+        if not reading.done and not abandoned:
+            # Cancelled mid-response: the protocol cannot abort one response, so the
+            # socket is out of step; drop it (the next send opens a new one).
+            self._drop_socket(reading)
+
+    async def _skip_rest(self, previous: _Reading) -> None:
+        """Deal with a response left unfinished by a stream() the caller stopped iterating."""
+        socket = previous.socket
+        if self._socket is not socket or socket.pending <= 1:
+            # Nothing else is owed on that socket: dropping it is cheaper than draining.
+            self._drop_socket(previous)
+            return
+        # Later requests wait behind it on this socket: read the rest away to reach them.
+        try:
+            while not previous.done:
+                event = await self._next_event(previous)
+                if isinstance(event, End):
+                    socket.pending -= 1
+                    previous.done = True
+        except BaseException:
+            self._drop_socket(previous)
+            raise
+
+    def _drop_socket(self, reading: _Reading) -> None:
+        """Retire the reading's socket: responses it still owes are lost (never resent)."""
+        reading.done = True
+        socket = reading.socket
+        if self._socket is socket:
+            self._socket = None
+            self._lost_requests += max(0, socket.pending - 1)
+            socket.pending = 0
+            socket.reader.cancel()
+            self._to_close.append(socket)
+
+    async def _next_event(self, reading: _Reading) -> Start | Body | End:
+        if reading.done or reading is not self._reading:
+            raise RuntimeError(
+                "this response was abandoned (the next one was read, or its socket dropped)"
+            )
+        socket = reading.socket
+        self._awaiting_frame = True
+        try:
+            item = await socket.queue.get()
+        finally:
+            self._awaiting_frame = False
+        if isinstance(item, _Lost):
+            self._drop_socket(reading)
+            raise ConnectionLostError(
+                CONNECTION_LOST,
+                f"the connection dropped mid-response ({item.reason}); the request was not resent",
+            )
+        try:
+            return socket.assembler.feed(item.data)
+        except RealtimeError:
+            self._drop_socket(reading)
+            raise
+
+    async def _start(self, reading: _Reading) -> Start:
+        event = await self._next_event(reading)
+        if not isinstance(event, Start):  # the assembler refuses body/end before start
+            raise RealtimeError(INTERNAL_ERROR, "expected a start frame")
+        reading.started = True
+        self.last_start = event
+        self.last_end = None
+        return event
+
+    async def _body(self, reading: _Reading) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._next_event(reading)
+            if isinstance(event, Body):
+                yield event.data
+                continue
+            if isinstance(event, End):
+                self.last_end = event
+                reading.socket.pending -= 1
+                reading.done = True
+                return
+            raise RealtimeError(INTERNAL_ERROR, "a start frame arrived inside a response")
+
+    # -- connecting ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionLostError(
+                CONNECTION_LOST, "the connection is closed: open a new one with fal_realtime.ws()"
+            )
+
+    async def _reconnect(self) -> _Socket:
+        old, self._socket = self._socket, None
+        if old is not None:
+            self._lost_requests += old.pending
+            await old.close()
+        await self._reap()
+        if self._http is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl_context if self._ssl_context is not None else True
+            )
+            self._http = aiohttp.ClientSession(connector=connector)
+        if self._policy is None:
+            ws = await self._open_once()
+        else:
+            ws = await self._open_with_retries(self._policy)
+        self._socket = _Socket(ws)
+        return self._socket
+
+    async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
+        retrying = policy.retrying(lambda exc: isinstance(exc, _RetryOpen))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._open_once()
+        except _RetryOpen as exc:
+            raise ConnectionLostError(
+                CONNECTION_LOST, f"gave up opening {redact_url(self._url)}: {exc.error.message}"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _open_once(self) -> aiohttp.ClientWebSocketResponse:
+        assert self._http is not None
+        where = redact_url(self._url)
+        try:
+            async with asyncio.timeout(self._open_timeout_s):
+                return await self._http.ws_connect(
+                    self._url,
+                    headers={"Authorization": f"Key {self._key}"},
+                    heartbeat=self._heartbeat_s,
+                    max_msg_size=self._max_frame_bytes,
+                    compress=0,
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403):
+                raise UnauthorizedError(
+                    UNAUTHORIZED,
+                    f"{where} refused the key (HTTP {exc.status}): check FAL_KEY / key=",
+                    status=exc.status,
+                ) from None
+            error = error_for(
+                RATE_LIMITED if exc.status == 429 else CONNECTION_LOST,
+                f"handshake with {where} failed: HTTP {exc.status}",
+                status=exc.status,
+            )
+            if exc.status in RETRYABLE_HANDSHAKE_STATUSES:
+                raise _RetryOpen(error) from None
+            raise RealtimeError(
+                INVALID_INPUT,
+                f"handshake with {where} refused: HTTP {exc.status}",
+                status=exc.status,
+            ) from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise ConnectionLostError(
+                CONNECTION_LOST,
+                f"the TLS certificate of {where} was not trusted: pass ssl_context= with a "
+                "context that trusts it (verification stays on)",
+            ) from None
+        except TimeoutError:
+            raise _RetryOpen(
+                error_for(CONNECTION_LOST, f"opening {where} took over {self._open_timeout_s} s")
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _RetryOpen(
+                ConnectionLostError(CONNECTION_LOST, f"cannot reach {where}: {type(exc).__name__}")
+            ) from None
+
+
+class _RetryOpen(Exception):
+    def __init__(self, error: RealtimeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def ws(
+    app: str,
+    *,
+    path: str = "",
+    key: str | None = None,
+    base_url: str | None = None,
+    reconnect: bool | ReconnectPolicy | dict[str, Any] = True,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    open_timeout_s: float = 30.0,
+    heartbeat_s: float | None = 30.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> HttpWsConnection:
+    """Return an HTTP-over-WebSocket connection to ``app``; use it with ``async with``.
+
+    Args:
+        app: the app id, ``owner/alias[/path]`` (e.g. ``"fal-ai/any-llm"``).
+        path: a path under the app (e.g. ``"stream"``); not doubled if the id ends with it.
+        key: the fal key; else ``FAL_KEY``, else ``FAL_KEY_ID:FAL_KEY_SECRET``. Sent as
+            ``Authorization: Key ...``.
+        base_url: where to connect, e.g. ``"ws://127.0.0.1:8080"``; else ``FAL_WS_RUN_HOST``,
+            else ``wss://ws.fal.run``.
+        reconnect: how opening a socket is retried (never a request): True, False, a
+            :class:`ReconnectPolicy` or its fields.
+        max_frame_bytes: the largest frame sent or accepted (default 64 MiB).
+        ssl_context: TLS context for ``wss://`` (verification stays on by default).
+
+    Raises:
+        ValueError: a bad app id or base URL (before any I/O).
+        UnauthorizedError: no key is configured.
+    """
+    parsed = AppId.parse(app)
+    env = os.environ
+    resolved = resolve_key(key, env)
+    if not resolved:
+        raise UnauthorizedError(UNAUTHORIZED, MISSING_KEY_MESSAGE)
+    if max_frame_bytes <= 0:
+        raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
+    return HttpWsConnection(
+        parsed,
+        path=path,
+        url_base=resolve_base("http_ws", base_url, env),
+        key=resolved,
+        policy=ReconnectPolicy.from_option(reconnect),
+        max_frame_bytes=max_frame_bytes,
+        open_timeout_s=open_timeout_s,
+        heartbeat_s=heartbeat_s,
+        ssl_context=ssl_context,
+    )
