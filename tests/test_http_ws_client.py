@@ -263,7 +263,7 @@ async def test_ws_8_break_out_of_stream_then_keep_going(
 async def test_ws_9_drop_while_idle_reconnects_transparently(
     gateway: Gateway, running: RunningGateway
 ) -> None:
-    """WS-9: the server drops an idle socket (no close frame): the next send reconnects, no error."""
+    """WS-9: the server drops an idle socket (no close frame): next send reconnects, no error."""
     handshakes = _count_handshakes(gateway)
     gateway.set_faults("fal-ai/echo", "drop_after=3;connections=1")  # start, body, end, cut
     async with _client(running, "fal-ai/echo") as conn:
