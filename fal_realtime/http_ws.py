@@ -228,7 +228,11 @@ class HttpWsConnection:
         return f"<HttpWsConnection url={redact_url(self._url)!r} {state}>"
 
     async def __aenter__(self) -> HttpWsConnection:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()  # __aexit__ does not run when __aenter__ raises
+            raise
         return self
 
     async def __aexit__(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
+import fal_realtime
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import register_demo_apps
 
@@ -15,6 +16,16 @@ MS = 0.001
 #: The key the test gateway accepts (never a real fal key).
 KEY = "test-key-id:test-key-secret"
 AUTH = {"Authorization": f"Key {KEY}"}
+
+
+@pytest.fixture
+def instant_retries() -> Iterator[None]:
+    """Make reconnect waits instant for the test (attempts are still counted)."""
+    fal_realtime.set_testing(True)
+    try:
+        yield
+    finally:
+        fal_realtime.set_testing(False)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ import aiohttp
 import orjson
 import ormsgpack
 
-from fal_realtime.server import RunningGateway
+from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import AUTH, MS
 
@@ -130,3 +131,16 @@ async def eventually(predicate: Any, *, step: float = MS, within: float = WAIT) 
         # Polling on purpose: the condition spans objects that signal no event.
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(step)
+
+
+def count_handshakes(gateway: Gateway) -> Callable[[], int]:
+    """Count credential checks on ``gateway`` (one per WebSocket handshake)."""
+    calls = [0]
+    check = gateway.authenticator.check
+
+    def counting(**kwargs: Any) -> Any:
+        calls[0] += 1
+        return check(**kwargs)
+
+    gateway.authenticator.check = counting  # type: ignore[method-assign]
+    return lambda: calls[0]

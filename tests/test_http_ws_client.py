@@ -20,6 +20,7 @@ from fal_realtime import HttpWsConnection, RealtimeError
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import KEY, MS
+from .gateway_tools import count_handshakes
 
 WAIT = 5000 * MS
 MIB = 1024 * 1024
@@ -27,18 +28,6 @@ MIB = 1024 * 1024
 
 def _client(running: RunningGateway, app: str, **kwargs: Any) -> HttpWsConnection:
     return fal_realtime.ws(app, base_url=running.ws_url, key=KEY, **kwargs)
-
-
-def _count_handshakes(gateway: Gateway) -> Any:
-    calls = [0]
-    check = gateway.authenticator.check
-
-    def counting(**kwargs: Any) -> Any:
-        calls[0] += 1
-        return check(**kwargs)
-
-    gateway.authenticator.check = counting  # type: ignore[method-assign]
-    return lambda: calls[0]
 
 
 @pytest.fixture
@@ -185,7 +174,7 @@ async def test_ws_6_upstream_down_is_502_then_same_socket_works(
     gateway: Gateway, running: RunningGateway
 ) -> None:
     """WS-6: upstream down -> INTERNAL_ERROR 502; a good request then works on the same socket."""
-    handshakes = _count_handshakes(gateway)
+    handshakes = count_handshakes(gateway)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -215,7 +204,7 @@ async def test_ws_7_cancel_mid_stream_closes_socket_next_send_reconnects(
     gateway: Gateway, running: RunningGateway, api: dict[str, asyncio.Event]
 ) -> None:
     """WS-7: cancelling a stream() mid-response closes that socket; the next send reconnects."""
-    handshakes = _count_handshakes(gateway)
+    handshakes = count_handshakes(gateway)
     async with _client(running, "test/api/slow") as conn:
         await conn.send({})
         got_first = asyncio.Event()
@@ -240,7 +229,7 @@ async def test_ws_8_break_out_of_stream_then_keep_going(
     gateway: Gateway, running: RunningGateway
 ) -> None:
     """WS-8: leaving stream() with break: the next request on the socket still gets its answer."""
-    handshakes = _count_handshakes(gateway)
+    handshakes = count_handshakes(gateway)
     async with _client(running, "fal-ai/any-llm/stream") as conn:
         await conn.send({"prompt": "Respond in 30 words."})
         async for _chunk in conn.stream():
@@ -264,7 +253,7 @@ async def test_ws_9_drop_while_idle_reconnects_transparently(
     gateway: Gateway, running: RunningGateway
 ) -> None:
     """WS-9: the server drops an idle socket (no close frame): next send reconnects, no error."""
-    handshakes = _count_handshakes(gateway)
+    handshakes = count_handshakes(gateway)
     gateway.set_faults("fal-ai/echo", "drop_after=3;connections=1")  # start, body, end, cut
     async with _client(running, "fal-ai/echo") as conn:
         await conn.send({"n": 1})

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,16 +130,6 @@ async def running(gateway: Gateway, spy: Spy) -> AsyncIterator[RunningGateway]:
     """Serve the conftest gateway, with the spy in place before it starts."""
     async with gateway.serve(port=0) as served:
         yield served
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    """Make reconnect waits instant for the test (attempts are still counted)."""
-    fal_realtime.set_testing(True)
-    try:
-        yield
-    finally:
-        fal_realtime.set_testing(False)
 
 
 @pytest.fixture

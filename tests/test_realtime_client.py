@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,19 +14,9 @@ from fal_realtime import ConnectionState, RealtimeConnection, RealtimeError, Rec
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import KEY, MS
-from .gateway_tools import eventually
+from .gateway_tools import count_handshakes, eventually
 
 WAIT = 5000 * MS
-
-
-@pytest.fixture
-def instant_retries() -> Iterator[None]:
-    """Make reconnect waits instant for the test (attempts are still counted)."""
-    fal_realtime.set_testing(True)
-    try:
-        yield
-    finally:
-        fal_realtime.set_testing(False)
 
 
 class Recorder:
@@ -283,7 +273,7 @@ async def test_rt_12_accept_then_close_gives_bounded_attempts(
 ) -> None:
     """RT-12: a server that accepts then closes: bounded attempts, then failed + CONNECTION_LOST."""
     gateway.set_faults("fal-ai/echo", f"drop_after=0;drop_mode={mode}")
-    attempts = _count_handshakes(gateway)
+    attempts = count_handshakes(gateway)
     rec = Recorder()
     policy = ReconnectPolicy(max_attempts=4, deadline_s=None, initial_delay_s=10 * MS)
     conn = await _connect(running, rec=rec, throttle_interval=0, reconnect=policy, lazy=True)
@@ -300,19 +290,6 @@ async def test_rt_12_accept_then_close_gives_bounded_attempts(
         assert info.value.code == "CONNECTION_LOST"
     finally:
         await conn.close()
-
-
-def _count_handshakes(gateway: Gateway) -> Any:
-    """Count realtime credential checks (one per handshake) on the gateway."""
-    calls = [0]
-    check = gateway.authenticator.check
-
-    def counting(**kwargs: Any) -> Any:
-        calls[0] += 1
-        return check(**kwargs)
-
-    gateway.authenticator.check = counting  # type: ignore[method-assign]
-    return lambda: calls[0]
 
 
 @pytest.mark.parametrize("status", [429, 502, 503])

@@ -201,11 +201,7 @@ def http_ws_url(
     extra_query: Mapping[str, str] | None = None,
 ) -> str:
     """Build ``{base}/{app path}[/{path}]`` for HTTP over WebSockets."""
-    app = app_id if isinstance(app_id, AppId) else AppId.parse(app_id)
-    query: dict[str, str] = dict(extra_query or {})
-    if token:
-        query["fal_jwt_token"] = token
-    return _with_query(base, _join_path(app, path), query)
+    return realtime_url(app_id, base=base, path=path, token=token, extra_query=extra_query)
 
 
 def redact_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Fault injection for the gateway: what to break, parsed from a compact spec (no I/O).
+"""Fault injection for the gateway: what to break (parsed from a compact spec), and how.
 
 A spec is ``;``-separated ``name=value`` items, e.g. ``drop_after=3;drop_mode=abort``.
 It can be set per app in code (``gateway.set_faults(app, spec)``), per app on the
@@ -19,10 +19,13 @@ query parameter.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
-__all__ = ["Faults", "parse_faults"]
+from aiohttp import web
+
+__all__ = ["Faults", "drop", "parse_faults"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +96,13 @@ def parse_faults(spec: str) -> Faults:
         except ValueError:
             raise ValueError(f"bad value in fault item {item!r}") from None
     return Faults(**values)  # type: ignore[arg-type]
+
+
+async def drop(request: web.Request, ws: web.WebSocketResponse, faults: Faults) -> None:
+    """Break a connection as ``faults`` say: abort TCP (no close frame) or close cleanly."""
+    if faults.drop_mode == "close":
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=faults.close_code, message=b"fault injection")
+        return
+    if request.transport is not None:
+        request.transport.abort()

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from .._protocol.http_ws import parse_control
-from .faults import Faults
+from .faults import Faults, drop
 from .registry import HttpApp, Registry, Route
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class _Bridge:
         self._frames_sent += 1
         limit = self._faults.drop_after
         if limit is not None and self._frames_sent >= limit:
-            await _drop(self._request, self._ws, self._faults)
+            await drop(self._request, self._ws, self._faults)
             raise _Dropped
 
     async def _control(self, kind: str, request_id: str, status: int, **extra: Any) -> None:
@@ -321,15 +321,6 @@ def _complete_utf8_prefix(data: bytes) -> int:
     return end
 
 
-async def _drop(request: web.Request, ws: web.WebSocketResponse, faults: Faults) -> None:
-    if faults.drop_mode == "close":
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.close(code=faults.close_code, message=b"fault injection")
-        return
-    if request.transport is not None:
-        request.transport.abort()
-
-
 async def handle_http_ws(
     request: web.Request,
     gateway: Gateway,
@@ -355,7 +346,7 @@ async def handle_http_ws(
     )
     await ws.prepare(request)
     if faults.drop_after == 0:
-        await _drop(request, ws, faults)
+        await drop(request, ws, faults)
         return ws
     await _Bridge(request, ws, route, pool, faults).run()
     return ws

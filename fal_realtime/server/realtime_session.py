@@ -27,7 +27,7 @@ import orjson
 import ormsgpack
 from aiohttp import WSMsgType, web
 
-from .faults import Faults
+from .faults import Faults, drop
 from .registry import RealtimeApp, Route
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class _Session:
     async def run(self) -> None:
         """Run reader and worker until one of them ends the session, then finish it."""
         if self._faults.drop_after == 0:
-            await self._drop()
+            await drop(self._request, self._ws, self._faults)
             return
         reader = asyncio.create_task(self._read_loop(), name="gateway-realtime-reader")
         worker = asyncio.create_task(self._work_loop(), name="gateway-realtime-worker")
@@ -267,16 +267,6 @@ class _Session:
         self._frames_sent += 1
         limit = self._faults.drop_after
         if limit is not None and self._frames_sent >= limit:
-            await self._drop()
+            await drop(self._request, self._ws, self._faults)
             self._end(_Ending(None))
             raise _SessionOver
-
-    async def _drop(self) -> None:
-        """Break the connection as the faults say: abort (no close frame) or close."""
-        if self._faults.drop_mode == "close":
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self._ws.close(code=self._faults.close_code, message=b"fault injection")
-            return
-        transport = self._request.transport
-        if transport is not None:
-            transport.abort()
