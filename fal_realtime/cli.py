@@ -3,6 +3,7 @@
 fal-realtime demo                       # gateway + demo apps in-process, this client against it
 fal-realtime serve --demo --port 8080   # a gateway for your own clients
 fal-realtime send fal-ai/echo '{"a": 1}' --base-url ws://127.0.0.1:8080
+fal-realtime ws fal-ai/any-llm/stream '{"prompt": "hi"}' --stream   # HTTP over WebSockets
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import CONNECTION_LOST, TIMEOUT, RealtimeError, RealtimeTimeoutError
+from .errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
+
+if TYPE_CHECKING:
+    from .http_ws import HttpWsConnection
 
 __all__ = ["main"]
 
@@ -31,6 +35,20 @@ EPILOG_SEND = """examples:
 
 Binary values in the result print as <N bytes>. Exit status: 0 with a result,
 1 on an error from the app or the connection (one line on stderr), 2 on bad arguments.
+"""
+
+EPILOG_WS = """examples:
+  fal-realtime ws fal-ai/any-llm '{"prompt": "Respond in 3 words."}' \\
+    --base-url ws://127.0.0.1:8080 --key KEY
+  FAL_WS_RUN_HOST=ws://127.0.0.1:8080 FAL_KEY=KEY \\
+    fal-realtime ws fal-ai/any-llm/stream '{"prompt": "Respond in 9 words."}' --stream
+  fal-realtime ws fal-ai/any-llm '{"prompt": "hi"}' --path stream --stream
+
+The body prints as indented JSON when it is JSON (--json: one compact line), else as
+text; a body that is not UTF-8 is written as it is. With --stream the body prints as it
+arrives: a text/event-stream response one line per event (its data, compact JSON when it
+is JSON), any other response chunk by chunk. Exit status: 0 with a response below 400,
+1 on an error status or a connection error (one line on stderr), 2 on bad arguments.
 """
 
 EPILOG_SERVE = """examples:
@@ -121,6 +139,47 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--json", action="store_true", help="print the result as compact JSON on one line"
     )
+
+    ws = sub.add_parser(
+        "ws",
+        help="send one HTTP-over-WebSocket request and print the response body",
+        description=(
+            "Open an HTTP-over-WebSocket connection to an app, send one JSON body (what you "
+            "would POST over HTTP), print the response body."
+        ),
+        epilog=EPILOG_WS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ws.add_argument("app", metavar="APP", help="the app id, e.g. fal-ai/any-llm")
+    ws.add_argument("payload", metavar="JSON", help="the request body: any JSON value")
+    ws.add_argument(
+        "--path", metavar="P", default="", help="a path under the app, e.g. stream (default none)"
+    )
+    ws.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the body as it arrives (Server-Sent Events: each event's data on a line)",
+    )
+    ws.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="where to connect, e.g. ws://127.0.0.1:8080 (default FAL_WS_RUN_HOST, else "
+        "ws.fal.run)",
+    )
+    ws.add_argument(
+        "--key", metavar="K", help="the fal key (default FAL_KEY; prefer it: argv is visible)"
+    )
+    ws.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the response, connecting included; with --stream, for the "
+        "start and then for each next chunk (default 30)",
+    )
+    ws.add_argument(
+        "--json", action="store_true", help="print a JSON body as compact JSON on one line"
+    )
     return parser
 
 
@@ -144,6 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.timeout > 0:
                 raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
             return asyncio.run(_send(args, payload))
+        if args.command == "ws":
+            body = _parse_json(args.payload)
+            if not args.timeout > 0:
+                raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
+            return asyncio.run(_ws(args, body))
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as exc:
@@ -311,9 +375,9 @@ async def _demo(args: argparse.Namespace) -> int:
         print(f"fal-realtime gateway listening on {running.url} (in-process demo)", flush=True)
         try:
             await _demo_realtime(running.ws_url, key, out_dir)
+            output = await _demo_http_ws(running.ws_url, key)
         except RealtimeError as exc:
             return _error(exc)
-        output = await _demo_http_ws(running.url, running.ws_url, key)
         print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
     return 0
 
@@ -355,39 +419,22 @@ async def _demo_realtime(base_url: str, key: str, out_dir: Path) -> None:
         )
 
 
-async def _demo_http_ws(url: str, ws_url: str, key: str) -> str:
-    """Ask ``fal-ai/any-llm`` over HTTP over WebSockets; return its output.
+async def _demo_http_ws(base_url: str, key: str) -> str:
+    """Ask ``fal-ai/any-llm`` over HTTP over WebSockets; return its output."""
+    from .http_ws import ws
 
-    Raw aiohttp for now: the HTTP-over-WebSocket client is not written yet.
-    """
-    import aiohttp
-    import orjson
-
-    headers = {"Authorization": f"Key {key}"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(f"{ws_url}/fal-ai/any-llm", headers=headers) as ws,
-    ):
-        await ws.send_str(
-            orjson.dumps({"prompt": "What is the meaning of life? Respond in 12 words."}).decode()
-        )
-        body = b""
-        async with asyncio.timeout(DEMO_WAIT_S):
-            while True:
-                msg = await ws.receive()
-                if msg.type == aiohttp.WSMsgType.BINARY:
-                    body += msg.data
-                    continue
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    raise RealtimeError(
-                        CONNECTION_LOST, f"{url}: the socket closed mid-response ({msg.type.name})"
-                    )
-                frame = orjson.loads(msg.data)
-                if isinstance(frame, dict) and frame.get("type") == "end":
-                    break
-                if not (isinstance(frame, dict) and frame.get("type") == "start"):
-                    body += msg.data.encode()
-    return str(orjson.loads(body)["output"])
+    prompt = "What is the meaning of life? Respond in 12 words."
+    try:
+        async with (
+            asyncio.timeout(DEMO_WAIT_S),
+            ws("fal-ai/any-llm", base_url=base_url, key=key) as conn,
+        ):
+            response = await conn.request({"prompt": prompt})
+    except TimeoutError:
+        raise RealtimeTimeoutError(
+            TIMEOUT, f"no HTTP-over-WebSocket response within {DEMO_WAIT_S:.0f} s"
+        ) from None
+    return str(response.raise_for_status().json()["output"])
 
 
 # -- send ---------------------------------------------------------------------------
@@ -395,14 +442,19 @@ async def _demo_http_ws(url: str, ws_url: str, key: str) -> str:
 _JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
 
-def _parse_payload(text: str) -> dict[str, Any]:
-    """Return the JSON object in ``text``; raise ValueError with a one-line reason."""
+def _parse_json(text: str) -> Any:
+    """Return the JSON value in ``text``; raise ValueError with a one-line reason."""
     import orjson
 
     try:
-        value = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"JSON argument is not valid JSON: {exc}") from None
+
+
+def _parse_payload(text: str) -> dict[str, Any]:
+    """Return the JSON object in ``text``; raise ValueError with a one-line reason."""
+    value = _parse_json(text)
     if not isinstance(value, dict):
         kind = _JSON_TYPES.get(type(value), "a number")
         raise ValueError(f"JSON argument must be an object ({{...}}), not {kind}")
@@ -481,6 +533,121 @@ async def _send(args: argparse.Namespace, payload: dict[str, Any]) -> int:
         return _error(first)
     print(_format_result(first, compact=args.json), flush=True)
     return 0
+
+
+# -- ws -----------------------------------------------------------------------------
+
+
+async def _ws(args: argparse.Namespace, body: Any) -> int:
+    """Send ``body`` over HTTP over WebSockets and print the response; return the status."""
+    from .http_ws import ws
+
+    try:
+        conn = ws(
+            args.app,
+            path=args.path,
+            key=args.key,
+            base_url=args.base_url,
+            open_timeout_s=args.timeout,
+        )
+    except RealtimeError as exc:
+        return _error(exc)
+    waiting = "could not connect"
+    try:
+        try:
+            async with asyncio.timeout(args.timeout):
+                await conn.open()
+                waiting = "no response"
+                await conn.send(body)
+                if not args.stream:
+                    content = await conn.recv()
+            if args.stream:
+                await _ws_stream(conn, args.timeout)
+            else:
+                _write_body(content, compact=args.json)
+        finally:
+            # Closed outside the timeout: a close is bounded by the connection's own limits.
+            await conn.close()
+    except RealtimeError as exc:
+        return _error(exc)
+    except TimeoutError:
+        return _error(RealtimeTimeoutError(TIMEOUT, f"{waiting} within {args.timeout:g} s"))
+    except BrokenPipeError:
+        # Whoever read stdout stopped (e.g. `| head`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0
+
+
+async def _ws_stream(conn: HttpWsConnection, wait_s: float) -> None:
+    """Print the next response's body as it arrives (SSE: each event's data on a line).
+
+    Waits at most ``wait_s`` seconds for the start and then for each next chunk.
+    """
+    import orjson
+
+    from ._protocol.sse import SSEParser
+
+    chunks = conn.stream()
+    parser: SSEParser | None = None
+    first = True
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(wait_s):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                what = "no response" if first else "no further chunk"
+                raise RealtimeTimeoutError(TIMEOUT, f"{what} within {wait_s:g} s") from None
+            if first:
+                first = False
+                # The start frame has been read by now: its headers say what the body is.
+                if conn.last_start is not None and _is_event_stream(conn.last_start.headers):
+                    parser = SSEParser()
+            if parser is None:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                continue
+            for event in parser.feed(chunk):
+                try:
+                    line = _format_result(orjson.loads(event.data), compact=True)
+                except orjson.JSONDecodeError:
+                    line = event.data
+                print(line, flush=True)
+    finally:
+        await chunks.aclose()
+
+
+def _is_event_stream(headers: Mapping[str, str]) -> bool:
+    """Tell whether response ``headers`` say ``Content-Type: text/event-stream``."""
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            return value.partition(";")[0].strip().lower() == "text/event-stream"
+    return False
+
+
+def _write_body(content: bytes, *, compact: bool) -> None:
+    """Print ``content``: JSON formatted, else UTF-8 text, else the bytes as they are."""
+    import orjson
+
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        print(_format_result(value, compact=compact), flush=True)
+        return
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+        return
+    if text:
+        print(text, end="" if text.endswith("\n") else "\n", flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
