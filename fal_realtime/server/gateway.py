@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -90,6 +90,8 @@ class Gateway:
         self.authenticator = Authenticator(accepted, self.tokens, enabled=auth)
         self.max_frame_bytes = max_frame_bytes
         self.heartbeat_s = heartbeat_s
+        self._extra_routes: list[web.AbstractRouteDef] = []
+        self._on_cleanup: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def auth_enabled(self) -> bool:
@@ -181,6 +183,20 @@ class Gateway:
         parsed = parse_faults(faults) if isinstance(faults, str) else faults
         self.registry.set_faults(app_id, parsed)
 
+    def add_routes(
+        self,
+        routes: Iterable[web.AbstractRouteDef],
+        *,
+        on_cleanup: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Serve extra HTTP routes (e.g. a web page) next to the WebSocket endpoints.
+
+        They take precedence over the app-path catch-all; ``on_cleanup`` runs at shutdown.
+        """
+        self._extra_routes.extend(routes)
+        if on_cleanup is not None:
+            self._on_cleanup.append(on_cleanup)
+
     # -- serving --------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
@@ -222,9 +238,16 @@ class Gateway:
 
         app.router.add_post("/tokens/", handle_tokens)
         app.router.add_post("/tokens", handle_tokens)
+        app.router.add_routes(self._extra_routes)
         app.router.add_get("/", index)
         app.router.add_get("/{tail:.+}", websocket_or_404)
-        app.on_cleanup.append(lambda _app: pool.close())
+
+        async def cleanup(_app: web.Application) -> None:
+            await pool.close()
+            for hook in self._on_cleanup:
+                await hook()
+
+        app.on_cleanup.append(cleanup)
         return app
 
     @contextlib.asynccontextmanager
