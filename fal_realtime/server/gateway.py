@@ -14,10 +14,12 @@ async with gateway.serve(port=0) as running:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -48,6 +50,7 @@ class RunningGateway:
     port: int
     tls: bool
     runner: web.AppRunner = field(repr=False)
+    listener: asyncio.Server = field(repr=False)
 
     @property
     def url(self) -> str:
@@ -60,8 +63,10 @@ class RunningGateway:
         return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
 
     async def stop(self) -> None:
-        """Close every connection and stop listening."""
+        """Stop listening and close every connection."""
+        self.listener.close()
         await self.runner.cleanup()
+        await self.listener.wait_closed()
 
 
 class Gateway:
@@ -76,6 +81,8 @@ class Gateway:
         max_token_lifetime_s: float = 3600.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         heartbeat_s: float | None = 30.0,
+        max_connections_per_key: int | None = 1000,
+        handshake_timeout_s: float | None = 10.0,
     ) -> None:
         accepted = [k for k in keys if k]
         self.generated_key: str | None = None
@@ -90,8 +97,47 @@ class Gateway:
         self.authenticator = Authenticator(accepted, self.tokens, enabled=auth)
         self.max_frame_bytes = max_frame_bytes
         self.heartbeat_s = heartbeat_s
+        self.max_connections_per_key = max_connections_per_key
+        self.handshake_timeout_s = handshake_timeout_s
+        self._live: dict[str, int] = {}
+        self._served: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        #: Connections closed for never completing a request within handshake_timeout_s.
+        self.idle_handshakes_dropped = 0
         self._extra_routes: list[web.AbstractRouteDef] = []
         self._on_cleanup: list[Callable[[], Awaitable[None]]] = []
+
+    @contextlib.contextmanager
+    def connection_slot(self, subject: str) -> Iterator[None]:
+        """Hold one of ``subject``'s WebSocket slots; raise HTTP 429 when none is free."""
+        live = self._live.get(subject, 0)
+        cap = self.max_connections_per_key
+        if cap is not None and live >= cap:
+            raise json_error(
+                429, f"too many connections for this key ({cap}); close some and retry"
+            )
+        self._live[subject] = live + 1
+        try:
+            yield
+        finally:
+            left = self._live[subject] - 1
+            if left:
+                self._live[subject] = left
+            else:
+                del self._live[subject]
+
+    def _guard(self, protocol: asyncio.BaseProtocol) -> None:
+        """Drop a connection that has not completed a request in time (slow clients)."""
+        timeout = self.handshake_timeout_s
+        if timeout is None:
+            return
+        asyncio.get_running_loop().call_later(timeout, self._drop_if_idle, protocol)
+
+    def _drop_if_idle(self, protocol: asyncio.BaseProtocol) -> None:
+        transport = getattr(protocol, "transport", None)
+        if transport is None or transport.is_closing() or transport in self._served:
+            return
+        self.idle_handshakes_dropped += 1
+        transport.abort()
 
     @property
     def auth_enabled(self) -> bool:
@@ -205,7 +251,15 @@ class Gateway:
         from .realtime_session import handle_realtime
         from .tokens import handle_tokens
 
-        app = web.Application(client_max_size=1024 * 1024)
+        @web.middleware
+        async def mark_served(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if request.transport is not None:
+                self._served.add(request.transport)
+            return await handler(request)
+
+        app = web.Application(client_max_size=1024 * 1024, middlewares=[mark_served])
         app[GATEWAY_KEY] = self
         pool = UpstreamPool(self.registry)
 
@@ -277,16 +331,23 @@ class Gateway:
             self.make_app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
         )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        server = runner.server
+        assert server is not None
+
+        def protocol_factory() -> asyncio.BaseProtocol:
+            protocol = server()
+            self._guard(protocol)
+            return protocol
+
         try:
-            await site.start()
+            listener = await asyncio.get_running_loop().create_server(
+                protocol_factory, host, port, ssl=ssl_context, reuse_address=True
+            )
         except BaseException:
             await runner.cleanup()
             raise
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
-        return RunningGateway(host, int(bound), ssl_context is not None, runner)
+        bound = listener.sockets[0].getsockname()[1]
+        return RunningGateway(host, int(bound), ssl_context is not None, runner, listener)
 
 
 class JSONError(web.HTTPException):

@@ -336,7 +336,7 @@ async def handle_http_ws(
         token=request.query.get("fal_jwt_token"),
         alias=route.app_id.alias,
     )
-    if faults.refuse_auth or not verdict:
+    if faults.refuse_auth or verdict.subject is None:
         raise json_error(401, f"unauthorized: {verdict.reason or 'refused by fault injection'}")
     ws = web.WebSocketResponse(
         max_msg_size=gateway.max_frame_bytes,
@@ -344,9 +344,10 @@ async def handle_http_ws(
         compress=False,
         timeout=2.0,
     )
-    await ws.prepare(request)
-    if faults.drop_after == 0:
-        await drop(request, ws, faults)
-        return ws
-    await _Bridge(request, ws, route, pool, faults).run()
+    with gateway.connection_slot(verdict.subject):
+        await ws.prepare(request)
+        if faults.drop_after == 0:
+            await drop(request, ws, faults)
+            return ws
+        await _Bridge(request, ws, route, pool, faults).run()
     return ws

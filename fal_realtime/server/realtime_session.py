@@ -82,6 +82,11 @@ async def handle_realtime(
 ) -> web.StreamResponse:
     """Accept a realtime WebSocket and run its session to the end."""
     buffering = _parse_buffering(request, app.buffering)
+    verdict = gateway.authenticator.check(
+        header=request.headers.get("Authorization"),
+        token=request.query.get("fal_jwt_token"),
+        alias=route.app_id.alias,
+    )
     ws = web.WebSocketResponse(
         max_msg_size=gateway.max_frame_bytes,
         heartbeat=gateway.heartbeat_s,
@@ -89,19 +94,16 @@ async def handle_realtime(
         timeout=CLOSE_HANDSHAKE_S,
         autoping=not faults.ignore_pings,
     )
-    await ws.prepare(request)
-    verdict = gateway.authenticator.check(
-        header=request.headers.get("Authorization"),
-        token=request.query.get("fal_jwt_token"),
-        alias=route.app_id.alias,
-    )
-    if faults.refuse_auth or not verdict:
+    if faults.refuse_auth or verdict.subject is None:
         # What fal's edge sends and its JavaScript client looks for.
+        await ws.prepare(request)
         await ws.send_str(UNAUTHORIZED_FRAME)
         await ws.close(code=1008, message=b"Unauthorized")
         return ws
-    session = _Session(request, ws, app, buffering, faults)
-    await session.run()
+    with gateway.connection_slot(verdict.subject):
+        await ws.prepare(request)
+        session = _Session(request, ws, app, buffering, faults)
+        await session.run()
     return ws
 
 
