@@ -34,7 +34,11 @@ _testing = False
 
 
 def set_testing(enabled: bool) -> None:
-    """Make every reconnect wait instant (for tests); attempts are still counted and bounded."""
+    """Make every reconnect wait instant (for tests); attempts are still counted and bounded.
+
+    Args:
+        enabled: True to skip the waits between attempts, False to restore them.
+    """
     global _testing
     _testing = enabled
 
