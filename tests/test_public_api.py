@@ -44,7 +44,8 @@ def test_every_public_name_and_method_is_documented() -> None:
                 missing.append(f"{name} (no Args:)")
         if inspect.isclass(value) and not issubclass(value, BaseException):
             for attr, member in vars(value).items():
-                if attr.startswith("_") or not callable(member) and not isinstance(member, property):
+                is_api = callable(member) or isinstance(member, property)
+                if attr.startswith("_") or not is_api:
                     continue
                 if not inspect.getdoc(member):
                     missing.append(f"{name}.{attr}")
