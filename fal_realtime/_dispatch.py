@@ -14,6 +14,7 @@ import asyncio
 import collections
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -107,8 +108,9 @@ class Dispatcher:
         self._on_drop = on_drop
         self._on_callback_error = on_callback_error
         self._ready = asyncio.Event()
-        self._results: list[Subscription[Any]] = []
-        self._states: list[Subscription[Any]] = []
+        # Held weakly: an iterator the caller drops without using takes its queue with it.
+        self._results: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
+        self._states: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
         self._stopped = False
 
@@ -150,17 +152,13 @@ class Dispatcher:
         return self._subscribe(self._states, lambda: None)
 
     def _subscribe(
-        self, subs: list[Subscription[Any]], on_drop: Callable[[], None]
+        self, subs: weakref.WeakSet[Subscription[Any]], on_drop: Callable[[], None]
     ) -> Subscription[Any]:
-        def done(sub: Subscription[Any]) -> None:
-            if sub in subs:
-                subs.remove(sub)
-
-        sub: Subscription[Any] = Subscription(self._max_backlog, on_drop, done)
+        sub: Subscription[Any] = Subscription(self._max_backlog, on_drop, subs.discard)
         if self._stopped:
             sub.end()
         else:
-            subs.append(sub)
+            subs.add(sub)
         return sub
 
     # -- the task ------------------------------------------------------------------

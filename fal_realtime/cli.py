@@ -104,10 +104,22 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run the gateway and a client against it, in one process",
-        epilog="example:\n  fal-realtime demo --out-dir /tmp/images",
+        epilog="examples:\n  fal-realtime demo --out-dir /tmp/images\n"
+        "  fal-realtime demo --web            a web page: type a prompt, watch images arrive",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--out-dir", default=".", help="where to save images (default .)")
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the web playground instead, until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"with --web: the port to serve on (default {DEMO_WEB_PORT}; 0 picks a free one)",
+    )
 
     send = sub.add_parser(
         "send",
@@ -197,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             gateway, context = _build_gateway(args), _ssl_context(args)
             return asyncio.run(_serve(args, gateway, context))
         if args.command == "demo":
-            return asyncio.run(_demo(args))
+            if args.port is not None and not args.web:
+                raise ValueError("--port goes with --web")
+            return asyncio.run(_demo_web(args) if args.web else _demo(args))
         if args.command == "send":
             payload = _parse_payload(args.payload)
             if not args.timeout > 0:
@@ -299,6 +313,7 @@ DEMO_SEED = 6252023
 DEMO_THROTTLE_S = 0.064
 DEMO_BURST = 20
 DEMO_WAIT_S = 30.0
+DEMO_WEB_PORT = 8080
 
 
 def _demo_input(prompt: str, *, seed: int = DEMO_SEED) -> dict[str, Any]:
@@ -379,6 +394,20 @@ async def _demo(args: argparse.Namespace) -> int:
         except RealtimeError as exc:
             return _error(exc)
         print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
+    return 0
+
+
+async def _demo_web(args: argparse.Namespace) -> int:
+    """Serve the web playground (gateway, demo apps and page in-process) until Ctrl-C."""
+    from .playground import PAGE_PATH, serve_playground
+
+    port = DEMO_WEB_PORT if args.port is None else args.port
+    async with serve_playground(port=port) as running:
+        print(f"fal-realtime gateway listening on {running.url} (in-process demo)", flush=True)
+        print(f"playground: {running.url}{PAGE_PATH}", flush=True)
+        print("open it in a browser and type a prompt; press Ctrl-C to stop", flush=True)
+        await _wait_for_stop()
+    print("playground stopped", flush=True)
     return 0
 
 

@@ -178,6 +178,7 @@ class RealtimeConnection:
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._failure: RealtimeError | None = None
         self._closing = False
+        self._closer: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._confirmed = False
         connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True)
@@ -267,11 +268,18 @@ class RealtimeConnection:
         await asyncio.shield(self._opened)
 
     async def close(self) -> None:
-        """Close the connection: drop what waits to be sent, stop all tasks. Idempotent."""
-        if self._closing:
-            await self._dispatcher.stop(drain_timeout_s=self._close_timeout_s)
-            return
-        self._closing = True
+        """Close the connection: drop what waits to be sent, stop all tasks. Idempotent.
+
+        The closing runs in one task owned by the connection: if the caller is
+        cancelled meanwhile, the close still completes, and any later ``close()``
+        waits for it.
+        """
+        if self._closer is None:
+            self._closing = True
+            self._closer = self._loop.create_task(self._close(), name="fal-realtime-close")
+        await asyncio.shield(self._closer)
+
+    async def _close(self) -> None:
         _forget(self)
         if dropped := self._outbox.clear():
             self.stats.drop("closed", dropped)

@@ -17,7 +17,7 @@ def test_every_case_has_a_test_and_every_test_is_listed() -> None:
 
 
 def test_case_ids_are_in_known_groups_and_numbered_densely() -> None:
-    """Every ID is in a known group (GW, RT, WS, SEC) and each family is numbered 1..n."""
+    """Every ID is in a known group (GW, RT, WS, SEC, USR); each family is numbered 1..n."""
     counts = Counter(case.case_id for case in collect())
     assert {case_id.split("-")[0] for case_id in counts} <= set(GROUPS)
     families: dict[str, set[int]] = {}

@@ -591,7 +591,7 @@ async def test_rt_28_abandoned_results_iterator_unsubscribes(running: RunningGat
                 async for _ in results:
                     break
             await results.aclose()  # what the garbage collector does for an abandoned loop
-        assert conn._dispatcher._results == []
+        assert len(conn._dispatcher._results) == 0
 
 
 async def test_rt_29_token_endpoint_outage_is_retried(
@@ -632,3 +632,29 @@ async def test_rt_30_unreachable_token_endpoint_fails_after_the_policy(
             "fal-ai/echo", base_url=f"ws://127.0.0.1:{port}", key=KEY, reconnect=policy
         )
     assert info.value.code == "CONNECTION_LOST" and "gave up" in info.value.message
+
+
+async def test_rt_31_an_interrupted_close_still_completes(running: RunningGateway) -> None:
+    """RT-31: close() cancelled midway: the close finishes anyway; close() again just waits."""
+    states: list[ConnectionState] = []
+    conn = await _connect(running, on_state_change=states.append)
+    closing = asyncio.create_task(conn.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await conn.close()
+    assert conn.state is ConnectionState.CLOSED and conn._http.closed
+    assert states[-1] is ConnectionState.CLOSED
+
+
+async def test_rt_32_an_unused_results_iterator_is_not_kept(running: RunningGateway) -> None:
+    """RT-32: results() called but never iterated holds nothing once the caller drops it."""
+    import gc
+
+    async with await _connect(running, throttle_interval=0) as conn:
+        unused = conn.results()
+        assert len(conn._dispatcher._results) == 1
+        del unused
+        gc.collect()
+        assert len(conn._dispatcher._results) == 0

@@ -1,0 +1,288 @@
+"""A web playground served by the gateway: type a prompt, watch images arrive.
+
+    fal-realtime demo --web            # prints http://127.0.0.1:8080/playground/
+
+The page (``index.html``: plain HTML and JavaScript, no build step) opens a WebSocket to
+``/playground/ws`` on the gateway. Behind it, each tab gets a relay: this package's
+realtime client (:func:`fal_realtime.connect`, throttled, latest wins) connected to
+``fal-ai/flux-lora-realtime`` on the same gateway with the gateway's key, which never
+reaches the browser. The relay is closed when the tab's socket closes.
+
+Messages, all JSON text. Browser → relay: ``{"prompt": str, "image_size": str,
+"seed": int | null}``. Relay → browser: ``{"type": "result", "image": URL, "width",
+"height", "seed", "stats"}``, ``{"type": "stats", "stats"}`` after each input,
+``{"type": "state", "state"}``, ``{"type": "error", "code", "message"}``. ``stats`` is
+``{"sent", "coalesced", "received", "last_latency_ms", "state"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ..errors import INVALID_INPUT, RealtimeError
+from ..realtime import ConnectionState, RealtimeConnection, connect
+from ..server import Gateway, RunningGateway
+
+__all__ = ["PAGE_PATH", "SOCKET_PATH", "Playground", "serve_playground"]
+
+log = logging.getLogger("fal_realtime.playground")
+
+PAGE_PATH = "/playground/"
+SOCKET_PATH = "/playground/ws"
+STATS_PATH = "/playground/stats"
+APP = "fal-ai/flux-lora-realtime"
+THROTTLE_S = 0.064
+IMAGE_SIZES = frozenset(
+    {"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
+)
+MAX_PROMPT_CHARS = 2000
+#: The largest message a tab may send; inputs are a prompt and two small fields.
+MAX_MESSAGE_BYTES = 16 * 1024
+#: How long close() waits for the tabs' handlers to finish.
+CLOSE_WAIT_S = 10.0
+
+
+class _Tab:
+    """One browser tab: its socket, and the relay's callbacks that write to it."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.conn: RealtimeConnection | None = None
+        self.finished = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        # The tab may go away mid-write; its handler then closes the relay.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(orjson.dumps(message).decode())
+
+    def stats(self) -> dict[str, Any]:
+        if self.conn is None:
+            return {}
+        stats = self.conn.stats
+        latency = stats.last_latency_s
+        return {
+            "sent": stats.sent,
+            "coalesced": stats.coalesced,
+            "received": stats.results,
+            "last_latency_ms": None if latency is None else round(latency * 1000, 1),
+            "state": self.conn.state.value,
+        }
+
+    async def on_result(self, result: Any) -> None:
+        images = result.get("images") if isinstance(result, dict) else None
+        image = images[0] if isinstance(images, list) and images else None
+        if not isinstance(image, dict):
+            await self.send({"type": "error", "code": "NO_IMAGE", "message": "no image"})
+            return
+        await self.send(
+            {
+                "type": "result",
+                "image": image.get("url"),
+                "width": image.get("width"),
+                "height": image.get("height"),
+                "seed": result.get("seed"),
+                "stats": self.stats(),
+            }
+        )
+
+    async def on_error(self, error: RealtimeError) -> None:
+        await self.send({"type": "error", "code": error.code, "message": error.message})
+
+    async def on_state_change(self, state: ConnectionState) -> None:
+        await self.send({"type": "state", "state": state.value})
+
+
+class Playground:
+    """The playground's routes, and one relay connection per open tab.
+
+    Mount it on a gateway with :meth:`mount`, then set :attr:`base_url` to the
+    gateway's ``ws_url`` once it listens (the relays connect there).
+    """
+
+    def __init__(self, *, key: str | None, app: str = APP, throttle_interval: float = THROTTLE_S):
+        self.key = key
+        self.app = app
+        self.throttle_interval = throttle_interval
+        self.base_url: str | None = None
+        self._tabs: set[_Tab] = set()
+        # Relay closes in flight: they outlive a cancelled tab handler, and close() awaits them.
+        self._closing: set[asyncio.Task[None]] = set()
+        page = importlib.resources.files(__package__).joinpath("index.html")
+        self._page = page.read_text(encoding="utf-8")
+
+    @property
+    def open_relays(self) -> int:
+        """Return how many tabs have a relay connection open now."""
+        return sum(1 for tab in self._tabs if tab.conn is not None and not tab.conn.closed)
+
+    def mount(self, gateway: Gateway) -> None:
+        """Serve the page, the tabs' socket and the stats on ``gateway``."""
+        gateway.add_routes(
+            [
+                web.get(PAGE_PATH.rstrip("/"), self._redirect),
+                web.get(PAGE_PATH, self._index),
+                web.get(SOCKET_PATH, self._socket),
+                web.get(STATS_PATH, self._stats),
+            ],
+            on_cleanup=self.close,
+        )
+
+    async def close(self) -> None:
+        """Close every tab's socket (1001, going away) and relay; wait for them to finish.
+
+        :func:`serve_playground` calls this before the gateway stops, so that tabs are
+        told and their handlers end on their own; the gateway calls it again at cleanup.
+        """
+        tabs = list(self._tabs)
+        for tab in tabs:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await tab.ws.close(code=WSCloseCode.GOING_AWAY, message=b"playground stopping")
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                for tab in tabs:
+                    await tab.finished.wait()
+        except TimeoutError:
+            log.warning("fal_realtime.playground: tab handlers still running after close")
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- handlers -------------------------------------------------------------------
+
+    async def _redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(PAGE_PATH)
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            text=self._page, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"tabs": len(self._tabs), "relays": self.open_relays})
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.partition("://")[2] != request.host:
+            # Only the page itself may drive the relay (it spends the gateway's key).
+            raise web.HTTPForbidden(text="cross-origin playground sockets are refused")
+        if self.base_url is None:
+            raise web.HTTPServiceUnavailable(text="the playground is not connected yet")
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
+        await ws.prepare(request)
+        tab = _Tab(ws)
+        self._tabs.add(tab)
+        try:
+            try:
+                tab.conn = await connect(
+                    self.app,
+                    on_result=tab.on_result,
+                    on_error=tab.on_error,
+                    on_state_change=tab.on_state_change,
+                    connection_key=f"playground:{secrets.token_hex(8)}",
+                    throttle_interval=self.throttle_interval,
+                    base_url=self.base_url,
+                    key=self.key,
+                )
+            except RealtimeError as exc:
+                await tab.on_error(exc)
+                return ws
+            await tab.send({"type": "stats", "stats": tab.stats()})
+            await self._relay(tab)
+        finally:
+            try:
+                if tab.conn is not None:
+                    await asyncio.shield(self._close_relay(tab.conn))
+                await ws.close()
+            finally:
+                self._tabs.discard(tab)
+                tab.finished.set()
+        return ws
+
+    def _close_relay(self, conn: RealtimeConnection) -> asyncio.Task[None]:
+        """Close ``conn`` in a task of its own, which close() awaits if the handler cannot."""
+        task = asyncio.get_running_loop().create_task(
+            conn.close(), name="fal-realtime-playground-close"
+        )
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
+    async def _relay(self, tab: _Tab) -> None:
+        """Send each of the tab's inputs through its relay until the tab goes away."""
+        assert tab.conn is not None
+        async for msg in tab.ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            try:
+                await tab.conn.send(_input(msg.data))
+            except ValueError as exc:
+                await tab.send({"type": "error", "code": INVALID_INPUT, "message": str(exc)})
+                continue
+            except RealtimeError as exc:
+                await tab.on_error(exc)
+                return  # the relay failed or closed: the page shows why and offers a reload
+            await tab.send({"type": "stats", "stats": tab.stats()})
+
+
+def _input(text: str) -> dict[str, Any]:
+    """Return the realtime input for a tab's message; raise ValueError when it is bad."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError('send a JSON object such as {"prompt": "a tiger"}')
+    prompt = value.get("prompt")
+    if not isinstance(prompt, str) or not 0 < len(prompt) <= MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt must be a string of 1 to {MAX_PROMPT_CHARS} characters")
+    image_size = value.get("image_size", "landscape_16_9")
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {', '.join(sorted(IMAGE_SIZES))}")
+    payload: dict[str, Any] = {
+        "prompt": prompt,
+        "image_size": image_size,
+        "num_inference_steps": 3,
+        "sync_mode": True,
+    }
+    seed = value.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ValueError("seed must be an integer from 0 to 2**32 - 1, or null")
+        payload["seed"] = seed
+    return payload
+
+
+@contextlib.asynccontextmanager
+async def serve_playground(
+    host: str = "127.0.0.1", port: int = 8080
+) -> AsyncIterator[RunningGateway]:
+    """Run a gateway with the demo apps and the playground; yield it once it listens.
+
+    The page is at ``running.url + PAGE_PATH``.
+
+    The gateway generates its own key for the relays; nothing else can use it unless
+    it is told the key.
+    """
+    from ..server.demo import register_demo_apps
+
+    gateway = Gateway()
+    register_demo_apps(gateway)
+    playground = Playground(key=gateway.generated_key)
+    playground.mount(gateway)
+    async with gateway.serve(host, port) as running:
+        playground.base_url = running.ws_url
+        try:
+            yield running
+        finally:
+            # Before the gateway stops: tell the tabs, end their relays cleanly.
+            await playground.close()
