@@ -15,10 +15,9 @@ __all__ = ["Outbox", "Outgoing"]
 
 @dataclass(slots=True)
 class Outgoing:
-    """One encoded frame and when ``send`` accepted it."""
+    """One encoded frame waiting to be sent."""
 
     frame: bytes | str
-    accepted_at: float
 
 
 class Outbox:
@@ -36,6 +35,9 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
 
     def put_latest(self, item: Outgoing) -> bool:
         """Replace whatever waits with ``item``; return True when one was superseded."""

@@ -176,11 +176,10 @@ class _Socket:
 class _Reading:
     """Marks one response being read; a new read abandons an unfinished one."""
 
-    __slots__ = ("done", "socket", "started")
+    __slots__ = ("done", "socket")
 
     def __init__(self, socket: _Socket) -> None:
         self.socket = socket
-        self.started = False
         self.done = False
 
 
@@ -475,7 +474,6 @@ class HttpWsConnection:
         event = await self._next_event(reading)
         if not isinstance(event, Start):  # the assembler refuses body/end before start
             raise RealtimeError(INTERNAL_ERROR, "expected a start frame")
-        reading.started = True
         self.last_start = event
         self.last_end = None
         return event

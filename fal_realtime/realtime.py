@@ -40,7 +40,7 @@ from ._policy import (
 )
 from ._protocol.apps import AppId, realtime_url, redact_url, resolve_base, token_url
 from ._protocol.codecs import Codec, Encoding, make_codec
-from ._protocol.realtime import FrameKind, classify
+from ._protocol.realtime import FrameKind, classify, plain_result
 from .errors import (
     CONNECTION_LOST,
     DECODE_ERROR,
@@ -158,7 +158,6 @@ class RealtimeConnection:
         self._tokens = tokens
         self._key = key
         self._codec = codec
-        self._throttle_interval = throttle_interval
         self._policy = policy
         self._heartbeat_s = heartbeat_s
         self._max_frame_bytes = max_frame_bytes
@@ -179,7 +178,6 @@ class RealtimeConnection:
         self._failure: RealtimeError | None = None
         self._closing = False
         self._closer: asyncio.Task[None] | None = None
-        self._send_lock = asyncio.Lock()
         self._confirmed = False
         connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True)
         self._http = aiohttp.ClientSession(connector=connector)
@@ -233,7 +231,10 @@ class RealtimeConnection:
         """
         item = self._prepare(payload)
         if self._can_send_now():
-            await self._send_now(item)
+            ws = self._ws
+            assert ws is not None
+            if not await self._write(ws, item):
+                self._wanted.set()
             return
         if self._outbox.coalesce:
             if self._outbox.put_latest(item):
@@ -322,24 +323,28 @@ class RealtimeConnection:
             )
 
     def _prepare(self, payload: Mapping[str, Any]) -> Outgoing:
-        if not isinstance(payload, Mapping):
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a map (e.g. a dict), not {type(payload).__name__}")
-        self._check_usable()
-        self._start()
+        if self._closing or self._failure is not None:
+            self._check_usable()
+        if self._supervisor is None:
+            self._start()
         try:
-            encoded = self._codec.encode(dict(payload))
+            # A dict goes to the encoder as is; other mappings are copied into one.
+            encoded = self._codec.encode(payload if type(payload) is dict else dict(payload))
         except (TypeError, ValueError, OverflowError) as exc:
             raise RealtimeError(INVALID_INPUT, f"cannot encode payload: {exc}") from exc
-        if not isinstance(encoded, bytes | bytearray | memoryview):
-            raise RealtimeError(INVALID_INPUT, "encode_message must return bytes")
+        if type(encoded) is not bytes:
+            if not isinstance(encoded, bytearray | memoryview):
+                raise RealtimeError(INVALID_INPUT, "encode_message must return bytes")
+            encoded = bytes(encoded)
         if len(encoded) > self._max_frame_bytes:
             raise RealtimeError(
                 INVALID_INPUT,
                 f"payload encodes to {len(encoded)} bytes, over max_frame_bytes="
                 f"{self._max_frame_bytes}; send less (e.g. upload media and send a URL)",
             )
-        frame: bytes | str = bytes(encoded) if self._codec.binary else bytes(encoded).decode()
-        return Outgoing(frame, self._loop.time())
+        return Outgoing(encoded if self._codec.binary else encoded.decode())
 
     def _can_send_now(self) -> bool:
         """Tell whether a send may skip the outbox: socket up, nothing queued, interval over."""
@@ -347,24 +352,19 @@ class RealtimeConnection:
         return (
             ws is not None
             and not ws.closed
-            and not self._send_lock.locked()
-            and not len(self._outbox)
-            and self._loop.time() >= self._next_send_at
+            and not self._outbox
+            and (not self._next_send_at or self._loop.time() >= self._next_send_at)
         )
 
-    async def _send_now(self, item: Outgoing) -> None:
-        ws = self._ws
-        assert ws is not None
-        async with self._send_lock:
-            sent = await self._write(ws, item)
-        if not sent:
-            self._wanted.set()
-
     async def _write(self, ws: aiohttp.ClientWebSocketResponse, item: Outgoing) -> bool:
-        """Send one frame (the send lock held); on a dying socket keep it for the next one."""
+        """Send one frame; on a dying socket keep it for the next one.
+
+        No lock is needed between the direct path and the writer: an uncompressed frame
+        is handed to the transport before ``send_bytes`` first awaits, and the interval
+        is reserved before that too, so frames leave in order and on schedule.
+        """
         now = self._loop.time()
         interval = self._pacer.interval(now)
-        # Reserve the interval before the first await so nothing else sends inside it.
         self._next_send_at = now + interval if interval > 0 else 0.0
         try:
             if isinstance(item.frame, bytes):
@@ -566,6 +566,9 @@ class RealtimeConnection:
         opened_at = self._loop.time()
         self._ws = ws
         self._confirmed = False
+        # A new socket has sent nothing yet: its first frame need not wait out the
+        # interval the old socket started.
+        self._next_send_at = 0.0
         token = self._token_in_use()
         end = _SessionEnd()
         try:
@@ -645,11 +648,8 @@ class RealtimeConnection:
                 # Inside the interval: sleep to its end, then send whatever is newest.
                 await asyncio.sleep(wait)
                 continue
-            async with self._send_lock:
-                if not len(outbox) or self._next_send_at > loop.time():
-                    continue  # a direct send took the turn meanwhile
-                if not await self._write(ws, outbox.pop()):
-                    return  # the socket is going away; the frame waits for the next one
+            if not await self._write(ws, outbox.pop()):
+                return  # the socket is going away; the frame waits for the next one
 
     async def _refresh_loop(self) -> None:
         tokens = self._tokens
@@ -667,20 +667,25 @@ class RealtimeConnection:
     async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> _SessionEnd:
         end = _SessionEnd()
         codec, dispatcher, stats = self._codec, self._dispatcher, self.stats
+        decode, fast = codec.decode, not codec.custom_decode
         while True:
             msg = await ws.receive()
             if msg.type is aiohttp.WSMsgType.BINARY or msg.type is aiohttp.WSMsgType.TEXT:
-                frame = classify(msg.data, codec.decode, custom_decode=codec.custom_decode)
+                if fast and msg.type is aiohttp.WSMsgType.BINARY:
+                    # Hot path: a binary map that is plainly a result skips classification.
+                    try:
+                        value = decode(msg.data)
+                    except Exception:
+                        value = None
+                    if plain_result(value):
+                        self._on_result(value, end)
+                        continue
+                frame = classify(msg.data, decode, custom_decode=codec.custom_decode)
                 kind = frame.kind
                 if kind is not FrameKind.UNAUTHORIZED and not self._confirmed:
                     self._confirm_open()
                 if kind is FrameKind.RESULT:
-                    stats.results += 1
-                    end.proven = True
-                    if self._last_send_at is not None:
-                        stats.last_latency_s = self._loop.time() - self._last_send_at
-                        self._last_send_at = None
-                    dispatcher.result(frame.value)
+                    self._on_result(frame.value, end)
                 elif kind is FrameKind.META:
                     stats.meta += 1
                     dispatcher.emit("on_meta", frame.value)
@@ -709,6 +714,16 @@ class RealtimeConnection:
             if end.close_code in RETRYABLE_CLOSE_CODES and not end.cause:
                 end.cause = f"close code {end.close_code}"
             return end
+
+    def _on_result(self, value: Any, end: _SessionEnd) -> None:
+        if not self._confirmed:
+            self._confirm_open()
+        self.stats.results += 1
+        end.proven = True
+        if self._last_send_at is not None:
+            self.stats.last_latency_s = self._loop.time() - self._last_send_at
+            self._last_send_at = None
+        self._dispatcher.result(value)
 
 
 def _forget(conn: RealtimeConnection) -> None:

@@ -296,3 +296,24 @@ def test_rt_frame_total_on_maps(value: dict[str, Any]) -> None:
             assert isinstance(frame.code, str) and frame.code
         else:
             assert (frame.code is None) == (expected is not FrameKind.UNAUTHORIZED)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "status", "error", "images", "x-fal-message", "seed"]),
+        st.one_of(
+            st.none(),
+            st.text(max_size=12),
+            st.integers(),
+            st.sampled_from(["x-fal-error", "x-fal-message", "error", "Unauthorized", "TIMEOUT"]),
+        ),
+        max_size=4,
+    )
+    | st.one_of(st.none(), st.integers(), st.text(), st.lists(st.integers()))
+)
+def test_rt_frame_11_fast_path_agrees_with_classification(value: Any) -> None:
+    """RT-FRAME-11: plain_result(v) is True only for values classify_value calls RESULT."""
+    from fal_realtime._protocol.realtime import plain_result
+
+    if plain_result(value):
+        assert classify_value(value).kind is FrameKind.RESULT

@@ -18,7 +18,7 @@ from typing import Any
 
 from .codecs import json_decode, msgpack_decode
 
-__all__ = ["Frame", "FrameKind", "classify", "classify_value"]
+__all__ = ["Frame", "FrameKind", "classify", "classify_value", "plain_result"]
 
 
 class FrameKind(enum.Enum):
@@ -48,6 +48,15 @@ class Frame:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None if value is None else str(value)
+
+
+def plain_result(value: Any) -> bool:
+    """Tell whether a decoded value is a result with nothing to inspect (the common case).
+
+    True exactly when :func:`classify_value` would say RESULT for a map without a
+    ``type`` or ``status`` key; a cheap test for the hot path.
+    """
+    return type(value) is dict and "type" not in value and "status" not in value
 
 
 def classify_value(value: Any, *, any_type_is_result: bool = False) -> Frame:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -100,7 +99,9 @@ class Gateway:
         self.max_connections_per_key = max_connections_per_key
         self.handshake_timeout_s = handshake_timeout_s
         self._live: dict[str, int] = {}
-        self._served: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        # Connections (protocols) accepted but still waiting for their first request: each
+        # leaves the set at its first request or when its handshake timer fires.
+        self._awaiting_request: set[object] = set()
         #: Connections closed for never completing a request within handshake_timeout_s.
         self.idle_handshakes_dropped = 0
         self._extra_routes: list[web.AbstractRouteDef] = []
@@ -130,11 +131,15 @@ class Gateway:
         timeout = self.handshake_timeout_s
         if timeout is None:
             return
+        self._awaiting_request.add(protocol)
         asyncio.get_running_loop().call_later(timeout, self._drop_if_idle, protocol)
 
     def _drop_if_idle(self, protocol: asyncio.BaseProtocol) -> None:
+        if protocol not in self._awaiting_request:
+            return  # it completed a request in time
+        self._awaiting_request.discard(protocol)
         transport = getattr(protocol, "transport", None)
-        if transport is None or transport.is_closing() or transport in self._served:
+        if transport is None or transport.is_closing():
             return
         self.idle_handshakes_dropped += 1
         transport.abort()
@@ -255,8 +260,7 @@ class Gateway:
         async def mark_served(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
-            if request.transport is not None:
-                self._served.add(request.transport)
+            self._awaiting_request.discard(request.protocol)
             return await handler(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[mark_served])

@@ -128,6 +128,10 @@ class _Session:
         self._ending: asyncio.Future[_Ending] = asyncio.get_running_loop().create_future()
         self._frames_sent = 0
         self._inputs_seen = 0
+        self._loop = asyncio.get_running_loop()
+        self._last_input = 0.0
+        self._idle_fired = False
+        self._idle_handle: asyncio.TimerHandle | None = None
 
     def _end(self, ending: _Ending) -> None:
         if not self._ending.done():
@@ -143,6 +147,8 @@ class _Session:
         try:
             ending = await self._ending
         finally:
+            if self._idle_handle is not None:
+                self._idle_handle.cancel()
             for task in (reader, worker):
                 task.cancel()
             await asyncio.gather(reader, worker, return_exceptions=True)
@@ -161,15 +167,22 @@ class _Session:
 
     async def _read_loop(self) -> None:
         timeout = self._app.session_timeout
+        if timeout is not None:
+            self._watch_idle(timeout)
         while True:
             try:
-                async with asyncio.timeout(timeout):
-                    msg = await self._ws.receive()
-            except TimeoutError:
+                msg = await self._ws.receive()
+            except asyncio.CancelledError:
+                if not self._idle_fired:
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
                 # Idle: stop reading; the worker drains what is pending, then TIMEOUT.
                 self._input_over = True
                 self._wakeup.set()
                 return
+            self._last_input = self._loop.time()
             if msg.type == WSMsgType.BINARY:
                 try:
                     value = ormsgpack.unpackb(msg.data)
@@ -199,6 +212,22 @@ class _Session:
             else:  # CLOSE, CLOSING, CLOSED, ERROR: the client is gone
                 self._end(_Ending(None))
                 return
+
+    def _watch_idle(self, timeout: float) -> None:
+        """Cancel the reader once no input came for ``timeout`` s (one timer, re-armed)."""
+        reader = asyncio.current_task()
+
+        def check() -> None:
+            idle_until = self._last_input + timeout
+            if self._loop.time() < idle_until:
+                self._idle_handle = self._loop.call_at(idle_until, check)
+                return
+            if reader is not None and not reader.done():
+                self._idle_fired = True
+                reader.cancel()
+
+        self._last_input = self._loop.time()
+        self._idle_handle = self._loop.call_at(self._last_input + timeout, check)
 
     # -- output -------------------------------------------------------------------
 
