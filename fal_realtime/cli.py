@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="host the demo apps")
     serve.add_argument("--no-auth", action="store_true", help="accept every connection")
     serve.add_argument(
+        "--max-connections-per-key",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="concurrent WebSockets per key or token holder (0: no limit; default 1000)",
+    )
+    serve.add_argument(
         "--key",
         action="append",
         default=[],
@@ -236,7 +243,11 @@ def _build_gateway(args: argparse.Namespace) -> Any:
     from .server import Gateway
 
     keys = list(args.key) or ([os.environ["FAL_KEY"]] if os.environ.get("FAL_KEY") else [])
-    gateway = Gateway(keys=keys, auth=not args.no_auth)
+    gateway = Gateway(
+        keys=keys,
+        auth=not args.no_auth,
+        max_connections_per_key=args.max_connections_per_key or None,
+    )
     if args.demo:
         from .server.demo import register_demo_apps
 

@@ -1,0 +1,107 @@
+"""Opening a realtime socket with each contender, the same way in every scenario.
+
+- ``raw aiohttp`` (the floor): ``ClientSession.ws_connect`` + ormsgpack by hand.
+- ``websockets``: ``websockets.asyncio.client.connect`` + ormsgpack by hand.
+- ``fal_realtime``: :func:`fal_realtime.connect` (throttle off unless asked, ``Key`` header).
+- ``fal-client``: ``AsyncClient.realtime`` over ``wss://`` (it always uses TLS and a token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+
+import fal_realtime
+
+from ._env import KEY, Env
+
+__all__ = [
+    "PAYLOAD",
+    "open_fal_client",
+    "open_ours",
+    "open_raw",
+    "open_websockets",
+    "realtime_url",
+]
+
+#: A small realtime input, as a prompt-driven app gets.
+PAYLOAD: dict[str, Any] = {"prompt": "a photo of a cat", "seed": 42, "steps": 2}
+HEADERS = {"Authorization": f"Key {KEY}"}
+
+
+def realtime_url(base: str, app: str = "fal-ai/echo") -> str:
+    """Return the realtime endpoint of ``app`` under ``base`` (``ws://host:port``)."""
+    return f"{base}/{app}/realtime"
+
+
+@contextlib.asynccontextmanager
+async def open_raw(
+    url: str, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """Open the floor's socket: aiohttp ws_connect, no extras."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            url,
+            headers=HEADERS,
+            max_msg_size=64 * 1024 * 1024,
+            compress=0,
+            ssl=ssl_context if ssl_context is not None else True,
+        ) as ws,
+    ):
+        yield ws
+
+
+@contextlib.asynccontextmanager
+async def open_websockets(url: str) -> AsyncIterator[Any]:
+    """Open a websockets (asyncio implementation) connection."""
+    from websockets.asyncio.client import connect
+
+    async with connect(url, additional_headers=HEADERS, max_size=None, compression=None) as ws:
+        yield ws
+
+
+@contextlib.asynccontextmanager
+async def open_ours(
+    base: str,
+    on_result: Callable[[Any], Any],
+    *,
+    env: Env | None = None,
+    app: str = "fal-ai/echo",
+    throttle_interval: float = 0.0,
+    **options: Any,
+) -> AsyncIterator[fal_realtime.RealtimeConnection]:
+    """Open this project's realtime connection (``Key`` header, no token fetches)."""
+    if base.startswith("wss://") and env is not None:
+        options.setdefault("ssl_context", env.ssl_context)
+    conn = await fal_realtime.connect(
+        app,
+        on_result=on_result,
+        base_url=base,
+        key=KEY,
+        use_jwt=False,
+        throttle_interval=throttle_interval,
+        **options,
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def open_fal_client(env: Env, app: str = "fal-ai/echo") -> AsyncIterator[Any]:
+    """Open fal-client's ``AsyncClient.realtime`` connection to the TLS gateway."""
+    if env.fal_client is None:
+        raise RuntimeError("fal-client is not installed (pip install -e '.[bench]')")
+    client = env.fal_client.AsyncClient(key=KEY)
+    try:
+        async with client.realtime(app) as conn:
+            yield conn
+    finally:
+        # fal_client has no public close; its cached httpx client owns the pooled sockets.
+        await (await client._client).aclose()

@@ -1,0 +1,171 @@
+"""Scenario 1: realtime lock-step round trips per second (throttle off).
+
+Each round trip sends one msgpack input to ``fal-ai/echo`` and waits for its result
+before the next. Targets: this client >= 0.90 x the floor (raw aiohttp, same plain
+``ws://`` gateway) and >= 1.25 x fal-client (both over ``wss://`` to the same gateway:
+fal-client always uses TLS, so the TLS pair is compared). p50/p99 latency and the
+client's own CPU time per round trip (``time.process_time``; the servers run in other
+processes) are reported. With the full run the three plain contenders also run
+against the raw aiohttp echo server, where the client is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ormsgpack
+
+from ._env import Env
+from ._harness import Sample, ScenarioResult, interleave, percentile
+from ._rt import PAYLOAD, open_fal_client, open_ours, open_raw, open_websockets, realtime_url
+
+NAME = "lockstep"
+TITLE = "realtime lock-step round trips (throttle off)"
+WARMUP = 50
+MAX_ROUND_TRIPS = 2_000_000
+
+
+async def _loop(roundtrip: Callable[[], Awaitable[Any]], seconds: float) -> Sample:
+    """Run round trips for ``seconds`` (bounded in count too); return rate, latency, CPU."""
+    for _ in range(WARMUP):
+        await roundtrip()
+    latencies: list[float] = []
+    clock = time.perf_counter
+    cpu0 = time.process_time()
+    started = clock()
+    deadline = started + seconds
+    while len(latencies) < MAX_ROUND_TRIPS:
+        begin = clock()
+        if begin >= deadline:
+            break
+        await roundtrip()
+        latencies.append(clock() - begin)
+    elapsed = clock() - started
+    cpu = time.process_time() - cpu0
+    return {
+        "rt_per_s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1e3,
+        "p99_ms": percentile(latencies, 99) * 1e3,
+        "cpu_us": cpu / len(latencies) * 1e6,
+    }
+
+
+def raw(url: str, seconds: float, env: Env | None = None) -> Callable[[], Awaitable[Sample]]:
+    frame = ormsgpack.packb(PAYLOAD)
+    context = env.ssl_context if env is not None and url.startswith("wss://") else None
+
+    async def measure() -> Sample:
+        async with open_raw(url, context) as ws:
+
+            async def roundtrip() -> None:
+                await ws.send_bytes(frame)
+                msg = await ws.receive()
+                ormsgpack.unpackb(msg.data)
+
+            return await _loop(roundtrip, seconds)
+
+    return measure
+
+
+def websockets_(url: str, seconds: float) -> Callable[[], Awaitable[Sample]]:
+    async def measure() -> Sample:
+        async with open_websockets(url) as ws:
+
+            async def roundtrip() -> None:
+                await ws.send(ormsgpack.packb(PAYLOAD))
+                ormsgpack.unpackb(await ws.recv())
+
+            return await _loop(roundtrip, seconds)
+
+    return measure
+
+
+def ours(
+    base: str, seconds: float, env: Env, app: str = "fal-ai/echo"
+) -> Callable[[], Awaitable[Sample]]:
+    async def measure() -> Sample:
+        loop = asyncio.get_running_loop()
+        waiter: list[asyncio.Future[Any]] = [loop.create_future()]
+
+        def on_result(result: Any) -> None:
+            if not waiter[0].done():
+                waiter[0].set_result(result)
+
+        async with open_ours(base, on_result, env=env, app=app) as conn:
+
+            async def roundtrip() -> None:
+                waiter[0] = loop.create_future()
+                await conn.send(PAYLOAD)
+                await waiter[0]
+
+            return await _loop(roundtrip, seconds)
+
+    return measure
+
+
+def fal_client(env: Env, seconds: float) -> Callable[[], Awaitable[Sample]]:
+    async def measure() -> Sample:
+        async with open_fal_client(env) as conn:
+
+            async def roundtrip() -> None:
+                await conn.send(PAYLOAD)
+                await conn.recv()
+
+            return await _loop(roundtrip, seconds)
+
+    return measure
+
+
+async def run(env: Env) -> ScenarioResult:
+    opts = env.opts
+    seconds = opts.pick(0.3, 0.5)
+    result = ScenarioResult(
+        NAME,
+        TITLE,
+        {"rt_per_s": "rt/s", "p50_ms": "ms", "p99_ms": "ms", "cpu_us": "µs CPU/rt"},
+        primary="rt_per_s",
+    )
+    gw = env.gateway
+    contenders = {
+        "raw aiohttp": raw(realtime_url(gw.ws), seconds),
+        "websockets": websockets_(realtime_url(gw.ws), seconds),
+        "fal_realtime": ours(gw.ws, seconds, env),
+        "fal-client (wss)": fal_client(env, seconds),
+        "fal_realtime (wss)": ours(gw.wss, seconds, env),
+    }
+    if not opts.quick:
+        echo = env.upstream.ws
+        contenders |= {
+            # The ceiling of any aiohttp-based client over TLS, next to fal-client.
+            "raw aiohttp (wss)": raw(realtime_url(gw.wss), seconds, env),
+            "raw aiohttp @raw-echo": raw(realtime_url(echo, "bench/echo"), seconds),
+            "websockets @raw-echo": websockets_(realtime_url(echo, "bench/echo"), seconds),
+            "fal_realtime @raw-echo": ours(echo, seconds, env, app="bench/echo"),
+        }
+    await interleave(
+        result,
+        contenders,
+        opts.n_rounds(3, 15),
+        timeout_s=seconds * 4 + 20,
+        warmup=not opts.quick,
+    )
+    result.target_ratio(
+        "rt/s vs raw aiohttp", "fal_realtime", "raw aiohttp", "rt_per_s", ">=", 0.90
+    )
+    result.target_ratio(
+        "rt/s vs fal-client (both wss)",
+        "fal_realtime (wss)",
+        "fal-client (wss)",
+        "rt_per_s",
+        ">=",
+        1.25,
+    )
+    if not opts.quick:
+        value, _ = result.ratio("fal_realtime @raw-echo", "raw aiohttp @raw-echo", "rt_per_s")
+        result.notes.append(f"client-bound (raw echo server): fal_realtime / raw = {value:.2f}")
+        value, _ = result.ratio("raw aiohttp (wss)", "fal-client (wss)", "rt_per_s")
+        result.notes.append(f"ceiling over TLS: raw aiohttp (wss) / fal-client (wss) = {value:.2f}")
+    return result
