@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -15,12 +13,9 @@ import pytest
 
 from fal_realtime.server import Gateway, RunningGateway
 
-from .conftest import KEY, MS
+from .child_tools import CHILD_ENV, CHILD_WAIT, one_error_line, run
+from .conftest import KEY
 
-#: The children run as a user would: without the suite's asyncio debug mode.
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-#: The longest a child process may take (it starts a Python interpreter).
-CHILD_WAIT = 60_000 * MS
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "realtime_images.py"
 BURST = re.compile(
@@ -30,38 +25,9 @@ BURST = re.compile(
 )
 
 
-async def _run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> tuple[int, str, str]:
-    """Run ``args`` in a child (its output piped); return exit code, stdout, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**CHILD_ENV, **(env or {})},
-        cwd=cwd,
-    )
-    try:
-        async with asyncio.timeout(CHILD_WAIT):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def _send(*args: str) -> tuple[int, str, str]:
     """Run ``fal-realtime send ARGS``."""
-    return await _run(sys.executable, "-m", "fal_realtime", "send", *args)
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("fal-realtime: error: "), stderr
-    return lines[0]
+    return await run(sys.executable, "-m", "fal_realtime", "send", *args)
 
 
 def test_rt_cli_1_demo_saves_pngs_and_shows_the_throttle(tmp_path: Path) -> None:
@@ -108,7 +74,7 @@ async def test_rt_cli_3_a_wrong_key_exits_1_with_one_line(running: RunningGatewa
         "fal-ai/echo", '{"a": 1}', "--base-url", running.ws_url, "--key", wrong
     )
     assert code == 1
-    assert _one_error_line(err).startswith("fal-realtime: error: UNAUTHORIZED")
+    assert one_error_line(err).startswith("fal-realtime: error: UNAUTHORIZED")
     assert out == ""
     assert "wrong-key-secret" not in err
 
@@ -128,13 +94,13 @@ def test_rt_cli_4_bad_json_exits_2(payload: str, message: str) -> None:
         env=CHILD_ENV,
     )
     assert done.returncode == 2
-    assert message in _one_error_line(done.stderr)
+    assert message in one_error_line(done.stderr)
     assert done.stdout == ""
 
 
 async def test_rt_cli_5_the_example_saves_an_image(running: RunningGateway, tmp_path: Path) -> None:
     """RT-CLI-5: examples/realtime_images.py, pointed at the gateway by env, saves a PNG."""
-    code, out, err = await _run(
+    code, out, err = await run(
         sys.executable,
         str(EXAMPLE),
         env={"FAL_RUN_HOST": running.ws_url, "FAL_KEY": KEY},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,12 +21,9 @@ from aiohttp import web
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import register_demo_apps
 
-from .conftest import KEY, MS
+from .child_tools import CHILD_WAIT, finish, one_error_line, run, start
+from .conftest import KEY
 
-#: The children run as a user would: without the suite's asyncio debug mode.
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-#: The longest a child process may take (it starts a Python interpreter).
-CHILD_WAIT = 60_000 * MS
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RESPONSE_KEYS = {"output", "partial", "error"}
 
@@ -42,38 +38,10 @@ async def _serving(gateway: Gateway | None = None) -> AsyncIterator[RunningGatew
         yield running
 
 
-async def _start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    """Start ``args`` in a child with its stdout and stderr piped."""
-    return await asyncio.create_subprocess_exec(
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**CHILD_ENV, **(env or {})},
-    )
-
-
-async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
-    """Wait (bounded) for ``proc``; return exit code, the rest of stdout, and stderr."""
-    try:
-        async with asyncio.timeout(CHILD_WAIT):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run ``args`` in a child; return exit code, stdout, stderr."""
-    return await _finish(await _start(*args, env=env))
-
-
 async def _example(name: str, running: RunningGateway) -> tuple[int, str, str]:
     """Run ``examples/NAME`` pointed at ``running`` by the environment, as its docstring says."""
     env = {"FAL_WS_RUN_HOST": running.ws_url, "FAL_KEY": KEY}
-    return await _run(sys.executable, str(EXAMPLES / name), env=env)
+    return await run(sys.executable, str(EXAMPLES / name), env=env)
 
 
 def _ws_args(*args: str) -> tuple[str, ...]:
@@ -82,14 +50,7 @@ def _ws_args(*args: str) -> tuple[str, ...]:
 
 async def _ws(running: RunningGateway, *args: str) -> tuple[int, str, str]:
     """Run ``fal-realtime ws ARGS --base-url <gateway> --key KEY``."""
-    return await _run(*_ws_args(*args, "--base-url", running.ws_url, "--key", KEY))
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("fal-realtime: error: "), stderr
-    return lines[0]
+    return await run(*_ws_args(*args, "--base-url", running.ws_url, "--key", KEY))
 
 
 def _assert_growing(events: list[dict[str, Any]], words: int) -> None:
@@ -145,7 +106,7 @@ async def test_ws_ex_3_examples_without_a_gateway_exit_1_with_one_line() -> None
     """WS-EX-3: with no key configured the examples exit 1 with one UNAUTHORIZED error line."""
     env = {"FAL_KEY": "", "FAL_KEY_ID": "", "FAL_KEY_SECRET": "", "FAL_WS_RUN_HOST": "ws://x:1"}
     for name in ("any_llm.py", "any_llm_stream.py"):
-        code, out, err = await _run(sys.executable, str(EXAMPLES / name), env=env)
+        code, out, err = await run(sys.executable, str(EXAMPLES / name), env=env)
         assert code == 1
         assert out == ""
         assert err.startswith("error: UNAUTHORIZED: ") and err.count("\n") == 1, err
@@ -213,7 +174,7 @@ async def test_ws_cli_4_stream_prints_each_event_as_it_arrives() -> None:
     gateway = Gateway(keys=[KEY])
     gateway.http_app("me/held", upstream=held_stream)
     async with _serving(gateway) as running:
-        proc = await _start(
+        proc = await start(
             *_ws_args("me/held", "{}", "--stream", "--base-url", running.ws_url, "--key", KEY)
         )
         try:
@@ -224,7 +185,7 @@ async def test_ws_cli_4_stream_prints_each_event_as_it_arrives() -> None:
             assert proc.returncode is None
         finally:
             release.set()
-            code, rest, err = await _finish(proc)
+            code, rest, err = await finish(proc)
     assert code == 0, err
     assert rest == "plain text\n"  # data that is not JSON prints as it is
 
@@ -246,7 +207,7 @@ async def test_ws_cli_6_an_unknown_app_exits_1_with_one_line(extra: tuple[str, .
     async with _serving() as running:
         code, out, err = await _ws(running, "fal-ai/no-such-app", '{"prompt": "x"}', *extra)
     assert code == 1
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert line.startswith("fal-realtime: error: INVALID_INPUT: ")
     assert "404" in line
     assert out == ""
@@ -255,29 +216,29 @@ async def test_ws_cli_6_an_unknown_app_exits_1_with_one_line(extra: tuple[str, .
 @pytest.mark.parametrize("payload", ['{"prompt": ', "{'a': 1}", ""])
 async def test_ws_cli_7_bad_json_exits_2(payload: str) -> None:
     """WS-CLI-7: a JSON argument that is not valid JSON exits 2 with one line, nothing sent."""
-    code, out, err = await _run(*_ws_args("fal-ai/any-llm", payload))
+    code, out, err = await run(*_ws_args("fal-ai/any-llm", payload))
     assert code == 2
-    assert "not valid JSON" in _one_error_line(err)
+    assert "not valid JSON" in one_error_line(err)
     assert out == ""
 
 
 async def test_ws_cli_8_a_refused_key_exits_1_without_echoing_it() -> None:
     """WS-CLI-8: a key the gateway refuses exits 1 with one UNAUTHORIZED line (key not shown)."""
     async with _serving() as running:
-        code, out, err = await _run(
+        code, out, err = await run(
             *_ws_args(
                 "fal-ai/any-llm", "{}", "--base-url", running.ws_url, "--key", "id:wrong-secret"
             )
         )
     assert code == 1
-    assert _one_error_line(err).startswith("fal-realtime: error: UNAUTHORIZED: ")
+    assert one_error_line(err).startswith("fal-realtime: error: UNAUTHORIZED: ")
     assert "wrong-secret" not in err
     assert out == ""
 
 
 async def test_ws_cli_9_help_shows_examples() -> None:
     """WS-CLI-9: `fal-realtime ws --help` exits 0 and shows the options and examples."""
-    code, out, err = await _run(*_ws_args("--help"))
+    code, out, err = await run(*_ws_args("--help"))
     assert code == 0, err
     for text in ("--stream", "--path", "--base-url", "--timeout", "--json", "examples:"):
         assert text in out

@@ -1,0 +1,55 @@
+"""Run the project's commands as child processes, as a user would, with bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from .conftest import MS
+
+#: The children run as a user would: without the suite's asyncio debug mode.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+#: The longest a child process may take (it starts a Python interpreter).
+CHILD_WAIT = 60_000 * MS
+
+
+async def start(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> asyncio.subprocess.Process:
+    """Start ``args`` in a child with its stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**CHILD_ENV, **(env or {})},
+        cwd=cwd,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    """Wait (bounded) for ``proc``; return exit code, the rest of stdout, and stderr."""
+    try:
+        async with asyncio.timeout(CHILD_WAIT):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """Run ``args`` in a child; return exit code, stdout, stderr."""
+    return await finish(await start(*args, env=env, cwd=cwd))
+
+
+def one_error_line(stderr: str) -> str:
+    """Return stderr's single ``fal-realtime: error: ...`` line (fail on anything else)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("fal-realtime: error: "), stderr
+    return lines[0]
