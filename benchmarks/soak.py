@@ -215,6 +215,14 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
             for _ in range(http_clients)
         ]
         injector = loop.create_task(_inject(lanes, stop, fault_every))
+        trend: list[float] = []
+
+        async def sample_rss() -> None:
+            while True:
+                trend.append(rss_bytes() / 1e6)
+                await asyncio.sleep(seconds / 10)
+
+        sampler = loop.create_task(sample_rss())
         # Warm up for longer than anything is held on purpose (the gateway keeps a new
         # connection's handler for its 10 s handshake window) and for the allocator to
         # reach its working size: then growth means a leak, not a fill-up.
@@ -223,7 +231,9 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
         warm_snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
         stop.set()
+        sampler.cancel()
         await asyncio.gather(*tasks, injector)
+        await asyncio.gather(sampler, return_exceptions=True)
         # Quiet period: no faults, every last input answered.
         await asyncio.sleep(IN_FLIGHT_S + 0.5)
         rss_end = rss_bytes()
@@ -278,7 +288,8 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
         f"lost in flight at a fault: {lost_in_flight}, out of order or twice: "
         f"{sum(lane.misordered for lane in lanes)}\n"
         f"  HTTP-over-WS requests answered: {counts['http_ok']}\n"
-        f"  RSS warm {rss_warm / 1e6:.1f} MB -> end {rss_end / 1e6:.1f} MB ({growth:+.1%})\n"
+        f"  RSS warm {rss_warm / 1e6:.1f} MB -> end {rss_end / 1e6:.1f} MB ({growth:+.1%}); "
+        f"every tenth of the run: {' '.join(f'{mb:.1f}' for mb in trend)} MB\n"
         f"  tasks left after close: {len(leftover)}; unhandled exceptions: {len(unhandled)}"
     )
     for failure in failures[:20]:

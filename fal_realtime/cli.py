@@ -63,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fal-realtime",
         description="Realtime and HTTP-over-WebSocket client for fal.ai, with a local gateway.",
+        epilog=(
+            "examples:\n"
+            "  fal-realtime demo                               gateway + client, one process\n"
+            "  fal-realtime serve --demo                       a local gateway on :8080\n"
+            "  fal-realtime send fal-ai/echo '{\"a\": 1}'        one realtime payload\n"
+            "  fal-realtime ws fal-ai/any-llm '{\"prompt\": \"hi\"}' --stream\n"
+            "  fal-realtime bench                              the quick benchmark\n"
+            "\nenvironment: FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET), FAL_RUN_HOST, "
+            "FAL_WS_RUN_HOST.\nEach command's --help has more examples."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,7 +210,46 @@ def _parser() -> argparse.ArgumentParser:
     ws.add_argument(
         "--json", action="store_true", help="print a JSON body as compact JSON on one line"
     )
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark suite (quick by default) from a source checkout",
+        description=(
+            "Run python -m benchmarks against this project's peers on loopback. The suite "
+            "lives in the source tree (benchmarks/), next to the package of an editable "
+            "install: pip install -e '.[bench]'."
+        ),
+        epilog=(
+            "examples:\n  fal-realtime bench                       the quick run (under a minute)\n"
+            "  fal-realtime bench --full --json b.json  all scenarios, full rounds\n"
+            "  fal-realtime bench --only lockstep,reconnect"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--full", action="store_true", help="the full run (5-10 minutes)")
+    bench.add_argument("--only", metavar="NAMES", help="comma-separated scenarios to run")
+    bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE", help="save a PNG chart (needs matplotlib)")
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run the source tree's benchmark suite in a child process; return its exit status."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        raise ValueError(
+            "the benchmark suite is not next to this install: run it from a clone of the "
+            "repository installed with pip install -e '.[bench]'"
+        )
+    command = [sys.executable, "-m", "benchmarks"]
+    if not args.full:
+        command.append("--quick")
+    for flag in ("only", "json", "plot"):
+        if value := getattr(args, flag):
+            command += [f"--{flag}", value]
+    return subprocess.call(command, cwd=root)
 
 
 def _fail(message: str) -> int:
@@ -229,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.timeout > 0:
                 raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
             return asyncio.run(_ws(args, body))
+        if args.command == "bench":
+            return _bench(args)
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as exc:
