@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 import fal_realtime
 from fal_realtime.server import Gateway, RunningGateway
@@ -48,3 +50,20 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """Return a plain aiohttp session (the raw client the gateway tests drive)."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def slow_upstream(gateway: Gateway) -> asyncio.Event:
+    """Host test/slow on the gateway: one chunk, then the rest once the event is set."""
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await resp.prepare(request)
+        await resp.write(b"first")
+        await release.wait()
+        await resp.write(b"-rest")
+        return resp
+
+    gateway.http_app("test/slow", upstream=handler)
+    return release

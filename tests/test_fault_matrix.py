@@ -15,11 +15,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
 import fal_realtime
 from fal_realtime import ConnectionState, RealtimeError
-from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.server import RunningGateway
 from fal_realtime.server.proxy import FaultProxy
 
 from .conftest import KEY, MS
@@ -148,23 +147,6 @@ async def test_rt_fault_8_every_fault_in_every_phase(
         await conn.close()
 
 
-@pytest.fixture
-def slow(gateway: Gateway) -> asyncio.Event:
-    """Host test/slow: a first chunk, then the rest once released."""
-    release = asyncio.Event()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        await resp.prepare(request)
-        await resp.write(b"first")
-        await release.wait()
-        await resp.write(b"-rest")
-        return resp
-
-    gateway.http_app("test/slow", upstream=handler)
-    return release
-
-
 def _ws(
     proxy: FaultProxy, app: str = "fal-ai/echo", **kwargs: Any
 ) -> fal_realtime.HttpWsConnection:
@@ -186,7 +168,7 @@ async def _echo(conn: fal_realtime.HttpWsConnection, n: int) -> None:
 @pytest.mark.parametrize("phase", ["idle", "stream", "handshake"])
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_ws_fault_6_every_fault_in_every_phase(
-    proxy: FaultProxy, slow: asyncio.Event, fault: str, phase: str
+    proxy: FaultProxy, slow_upstream: asyncio.Event, fault: str, phase: str
 ) -> None:
     """WS-FAULT-6: each proxy fault while idle, mid-response or mid-handshake: a response it
     broke raises CONNECTION_LOST (never garbage), and the next request works."""
@@ -221,7 +203,7 @@ async def test_ws_fault_6_every_fault_in_every_phase(
                 chunks.append(chunk)
                 if len(chunks) == 1:
                     inject(proxy, fault)
-                    slow.set()
+                    slow_upstream.set()
         except fal_realtime.ConnectionLostError as exc:
             broke = exc
         if fault == "delay":

@@ -186,23 +186,6 @@ async def test_rt_fault_7_cut_during_the_handshake_is_retried(proxy: FaultProxy)
 # -- HTTP over WebSockets ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def slow_stream(gateway: Gateway) -> asyncio.Event:
-    """Host test/slow: one chunk, then the rest once released."""
-    release = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        await resp.prepare(request)
-        await resp.write(b"first")
-        await release.wait()
-        await resp.write(b"rest")
-        return resp
-
-    gateway.http_app("test/slow", upstream=slow)
-    return release
-
-
 def _ws(proxy: FaultProxy, app: str, **kwargs: Any) -> fal_realtime.HttpWsConnection:
     return fal_realtime.ws(app, base_url=proxy.ws_url, key=KEY, **kwargs)
 
@@ -220,7 +203,7 @@ async def test_ws_fault_1_cut_while_idle_next_send_reconnects(proxy: FaultProxy)
 
 
 async def test_ws_fault_2_cut_during_a_streamed_response(
-    proxy: FaultProxy, slow_stream: asyncio.Event
+    proxy: FaultProxy, slow_upstream: asyncio.Event
 ) -> None:
     """WS-FAULT-2: a cut mid-stream raises CONNECTION_LOST from the reader; recovery after."""
     async with _ws(proxy, "test/slow") as conn:
@@ -231,9 +214,9 @@ async def test_ws_fault_2_cut_during_a_streamed_response(
                 chunks.append(chunk)
                 proxy.cut()
         assert chunks == [b"first"]
-        slow_stream.set()
+        slow_upstream.set()
         await conn.send({})
-        assert await conn.recv() == b"firstrest"
+        assert await conn.recv() == b"first-rest"
 
 
 async def test_ws_fault_3_cut_mid_frame_is_connection_lost_not_garbage(
