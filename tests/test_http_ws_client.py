@@ -31,9 +31,8 @@ def _client(running: RunningGateway, app: str, **kwargs: Any) -> HttpWsConnectio
 
 
 @pytest.fixture
-def api(gateway: Gateway) -> dict[str, asyncio.Event]:
-    """Host test/api: slow, binary, status, big and split-SSE endpoints (in-process)."""
-    release = asyncio.Event()
+def api(gateway: Gateway) -> None:
+    """Host test/api: binary, status, big and split-SSE endpoints (in-process)."""
 
     async def status(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -42,14 +41,6 @@ def api(gateway: Gateway) -> dict[str, asyncio.Event]:
     async def binary(request: web.Request) -> web.StreamResponse:
         size = (await request.json())["size"]
         return web.Response(body=bytes(i % 251 for i in range(size)))
-
-    async def slow(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        await resp.prepare(request)
-        await resp.write(b"first")
-        await release.wait()
-        await resp.write(b"rest")
-        return resp
 
     async def big(request: web.Request) -> web.StreamResponse:
         total = (await request.json())["bytes"]
@@ -77,11 +68,9 @@ def api(gateway: Gateway) -> dict[str, asyncio.Event]:
     app = web.Application()
     app.router.add_post("/status", status)
     app.router.add_post("/binary", binary)
-    app.router.add_post("/slow", slow)
     app.router.add_post("/big", big)
     app.router.add_post("/split-sse", split_sse)
     gateway.http_app("test/api", upstream=app)
-    return {"release": release}
 
 
 async def test_ws_1_request_returns_the_whole_response(running: RunningGateway) -> None:
@@ -111,9 +100,7 @@ async def test_ws_2_three_pipelined_requests_answer_in_order(running: RunningGat
     assert [b["echo"]["i"] for b in bodies] == [0, 1, 2]
 
 
-async def test_ws_3_binary_and_text_bodies(
-    running: RunningGateway, api: dict[str, asyncio.Event]
-) -> None:
+async def test_ws_3_binary_and_text_bodies(running: RunningGateway, api: None) -> None:
     """WS-3: a binary body (not UTF-8) and a JSON text body both come back byte exact."""
     async with _client(running, "test/api", path="binary") as conn:
         await conn.send({"size": 300_000})
@@ -123,9 +110,7 @@ async def test_ws_3_binary_and_text_bodies(
         assert orjson.loads(await conn.recv()) == {"echo": {"text": "caf\u00e9 \u2615"}}
 
 
-async def test_ws_4_sse_split_across_frames(
-    running: RunningGateway, api: dict[str, asyncio.Event]
-) -> None:
+async def test_ws_4_sse_split_across_frames(running: RunningGateway, api: None) -> None:
     """WS-4: events() parses SSE cut inside CRLFs and multi-byte characters across frames."""
     async with _client(running, "test/api/split-sse") as conn:
         await conn.send({})
@@ -147,7 +132,7 @@ async def test_ws_4_sse_split_across_frames(
     ],
 )
 async def test_ws_5_error_statuses_raise_with_status_body_and_id(
-    running: RunningGateway, api: dict[str, asyncio.Event], status: int, code: str
+    running: RunningGateway, api: None, status: int, code: str
 ) -> None:
     """WS-5: recv() raises on 4xx/5xx with code, status, body, request_id; socket still usable."""
     async with _client(running, "test/api/status") as conn:
@@ -201,11 +186,11 @@ async def test_ws_6_upstream_down_is_502_then_same_socket_works(
 
 
 async def test_ws_7_cancel_mid_stream_closes_socket_next_send_reconnects(
-    gateway: Gateway, running: RunningGateway, api: dict[str, asyncio.Event]
+    gateway: Gateway, running: RunningGateway, slow_upstream: asyncio.Event
 ) -> None:
     """WS-7: cancelling a stream() mid-response closes that socket; the next send reconnects."""
     handshakes = count_handshakes(gateway)
-    async with _client(running, "test/api/slow") as conn:
+    async with _client(running, "test/slow") as conn:
         await conn.send({})
         got_first = asyncio.Event()
 
@@ -219,9 +204,9 @@ async def test_ws_7_cancel_mid_stream_closes_socket_next_send_reconnects(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        api["release"].set()
+        slow_upstream.set()
         await conn.send({"i": 2})
-        assert await conn.recv() == b"firstrest"
+        assert await conn.recv() == b"first-rest"
     assert handshakes() == 2
 
 
@@ -281,7 +266,7 @@ async def test_ws_10_drop_mid_response_raises_and_never_resends(
 
 
 async def test_ws_11_large_body_streams_in_bounded_memory(
-    running: RunningGateway, api: dict[str, asyncio.Event]
+    running: RunningGateway, api: None
 ) -> None:
     """WS-11: a 10 MiB body through stream() never sits whole in the client's memory."""
     async with _client(running, "test/api/big") as conn:
