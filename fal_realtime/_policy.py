@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import tenacity
 
@@ -29,6 +29,8 @@ __all__ = [
 RETRYABLE_CLOSE_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
 #: Handshake statuses worth retrying: overload and server trouble.
 RETRYABLE_HANDSHAKE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
 
 _testing = False
 
@@ -97,6 +99,28 @@ class ReconnectPolicy:
             sleep=_sleep,
             before_sleep=before_sleep,
         )
+
+    async def call(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        is_retryable: Callable[[BaseException], bool],
+        before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
+    ) -> T:
+        """Await ``fn()`` until it succeeds, retrying per this policy; re-raise the last error.
+
+        Args:
+            fn: one attempt.
+            is_retryable: whether an exception from ``fn`` is worth another attempt.
+            before_sleep: called before each wait (for logging and state).
+        """
+        retrying = self.retrying(is_retryable, before_sleep)
+        try:
+            return await retrying(fn)
+        finally:
+            # A used controller sits in a reference cycle (its per-thread state holds
+            # bound methods of itself) that only a full GC pass frees; in a process that
+            # reconnects for weeks those pile up between passes. Resetting breaks it.
+            retrying.iter_state.reset()
 
     @classmethod
     def from_option(cls, option: bool | ReconnectPolicy | dict[str, Any]) -> ReconnectPolicy | None:

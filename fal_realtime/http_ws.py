@@ -33,6 +33,7 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
+from ._cycles import release_socket
 from ._policy import RETRYABLE_HANDSHAKE_STATUSES, ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
 from ._protocol.http_ws import Body, End, ResponseAssembler, Start
@@ -164,6 +165,7 @@ class _Socket:
                 await self.ws.close()
         self.reader.cancel()
         await asyncio.gather(self.reader, return_exceptions=True)
+        release_socket(self.ws)
 
     async def abort(self) -> None:
         """Drop the socket without a close handshake (a response was abandoned)."""
@@ -171,6 +173,7 @@ class _Socket:
         await asyncio.gather(self.reader, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.ws.close(code=1000, message=b"response abandoned")
+        release_socket(self.ws)
 
 
 class _Reading:
@@ -518,16 +521,12 @@ class HttpWsConnection:
         return self._socket
 
     async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
-        retrying = policy.retrying(lambda exc: isinstance(exc, _RetryOpen))
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._open_once()
+            return await policy.call(self._open_once, lambda exc: isinstance(exc, _RetryOpen))
         except _RetryOpen as exc:
             raise ConnectionLostError(
                 CONNECTION_LOST, f"gave up opening {redact_url(self._url)}: {exc.error.message}"
             ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _open_once(self) -> aiohttp.ClientWebSocketResponse:
         assert self._http is not None

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import aiohttp
 
 from ._auth import MISSING_KEY_MESSAGE, TokenProvider, TokenSource, resolve_key
+from ._cycles import release_socket
 from ._dispatch import Callbacks, Dispatcher
 from ._outbox import Outbox, Outgoing
 from ._policy import (
@@ -443,7 +444,6 @@ class RealtimeConnection:
 
     async def _outage(self) -> _Outcome:
         """Open sessions until one ends settled, retrying per the policy."""
-        outcome: _Outcome = "dormant"
         if self._policy is None:
             try:
                 outcome = await self._session()
@@ -454,13 +454,9 @@ class RealtimeConnection:
                     CONNECTION_LOST, "the socket was lost and reconnect=False"
                 )
             return outcome
-        retrying = self._policy.retrying(
-            lambda exc: isinstance(exc, _Retryable), before_sleep=self._before_retry
+        return await self._policy.call(
+            self._session, lambda exc: isinstance(exc, _Retryable), self._before_retry
         )
-        async for attempt in retrying:
-            with attempt:
-                outcome = await self._session()
-        return outcome
 
     def _before_retry(self, retry_state: Any) -> None:
         if self._state is not ConnectionState.CONNECTING:
@@ -590,6 +586,7 @@ class RealtimeConnection:
                         await ws.close()
                 if self._confirmed:
                     self._dispatcher.emit("on_close", ws.close_code)
+                release_socket(ws)
         if self._closing:
             return "dormant"
         stayed = self._loop.time() - opened_at

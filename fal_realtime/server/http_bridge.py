@@ -28,6 +28,7 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
+from .._cycles import serving_socket
 from .._protocol.http_ws import parse_control
 from .faults import Faults, drop
 from .registry import HttpApp, Registry, Route
@@ -344,10 +345,11 @@ async def handle_http_ws(
         compress=False,
         timeout=2.0,
     )
-    with gateway.connection_slot(verdict.subject):
-        await ws.prepare(request)
-        if faults.drop_after == 0:
-            await drop(request, ws, faults)
-            return ws
-        await _Bridge(request, ws, route, pool, faults).run()
+    async with serving_socket(ws):
+        with gateway.connection_slot(verdict.subject):
+            await ws.prepare(request)
+            if faults.drop_after == 0:
+                await drop(request, ws, faults)
+            else:
+                await _Bridge(request, ws, route, pool, faults).run()
     return ws

@@ -27,6 +27,7 @@ import orjson
 import ormsgpack
 from aiohttp import WSMsgType, web
 
+from .._cycles import serving_socket
 from .faults import Faults, drop
 from .registry import RealtimeApp, Route
 
@@ -100,10 +101,10 @@ async def handle_realtime(
         await ws.send_str(UNAUTHORIZED_FRAME)
         await ws.close(code=1008, message=b"Unauthorized")
         return ws
-    with gateway.connection_slot(verdict.subject):
-        await ws.prepare(request)
-        session = _Session(request, ws, app, buffering, faults)
-        await session.run()
+    async with serving_socket(ws):
+        with gateway.connection_slot(verdict.subject):
+            await ws.prepare(request)
+            await _Session(request, ws, app, buffering, faults).run()
     return ws
 
 
@@ -215,19 +216,23 @@ class _Session:
 
     def _watch_idle(self, timeout: float) -> None:
         """Cancel the reader once no input came for ``timeout`` s (one timer, re-armed)."""
-        reader = asyncio.current_task()
-
-        def check() -> None:
-            idle_until = self._last_input + timeout
-            if self._loop.time() < idle_until:
-                self._idle_handle = self._loop.call_at(idle_until, check)
-                return
-            if reader is not None and not reader.done():
-                self._idle_fired = True
-                reader.cancel()
-
         self._last_input = self._loop.time()
-        self._idle_handle = self._loop.call_at(self._last_input + timeout, check)
+        self._arm_idle(timeout, asyncio.current_task())
+
+    def _arm_idle(self, timeout: float, reader: asyncio.Task[Any] | None) -> None:
+        # A method, not a closure that re-arms itself: such a closure is a reference
+        # cycle that would keep the whole session alive until a full GC pass.
+        self._idle_handle = self._loop.call_at(
+            self._last_input + timeout, self._check_idle, timeout, reader
+        )
+
+    def _check_idle(self, timeout: float, reader: asyncio.Task[Any] | None) -> None:
+        if self._loop.time() < self._last_input + timeout:
+            self._arm_idle(timeout, reader)
+            return
+        if reader is not None and not reader.done():
+            self._idle_fired = True
+            reader.cancel()
 
     # -- output -------------------------------------------------------------------
 
