@@ -11,22 +11,29 @@ thousands of long-lived objects full passes come minutes apart. Until then every
 socket keeps its transport, buffers, request and the session around it. With 100
 connections and a fault a second, that made RSS climb 10% in 10 minutes (the soak in
 ``benchmarks/soak.py``); with the cycles broken, reference counting frees each socket
-the moment its owner lets go. (Python 3.11's socket transports sit in a small cycle
-of their own, fixed in 3.12; it holds nothing but the closed socket object.)
+the moment its owner lets go.
 
-The client and the gateway call :func:`release_socket`
-once they are done with a socket; ``tests/test_cycles.py`` checks that lost, refused
-and closed sockets leave no cyclic garbage, so an aiohttp that renames these
-attributes fails a test instead of leaking quietly.
+Python 3.11's socket transport also keeps a bound method of itself; 3.12 clears it on
+close, and :func:`release_transport` does the same on 3.11.
+
+The client, the gateway and the fault proxy call these once they are done with a
+socket; ``tests/test_cycles.py`` checks that lost, refused and closed sockets leave no
+cyclic garbage, so an aiohttp or Python that renames these attributes fails a test
+instead of leaking quietly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["release_socket", "serving_socket"]
+__all__ = ["release_socket", "release_transport", "serving_socket"]
+
+#: Python 3.12 breaks the transport's own cycle on close (CPython gh-100348).
+_TRANSPORT_KEEPS_ITSELF = sys.version_info < (3, 12)
 
 
 def release_socket(ws: Any) -> None:
@@ -48,6 +55,24 @@ def release_socket(ws: Any) -> None:
         protocol = getattr(getattr(ws, owner, None), name, None)
         if protocol is not None and getattr(protocol, "_data_received_cb", None) is not None:
             protocol._data_received_cb = None
+    release_transport(getattr(getattr(ws, "_writer", None), "transport", None))
+
+
+def release_transport(transport: asyncio.BaseTransport | None) -> None:
+    """Clear the reference a closing socket transport keeps to itself (Python 3.11).
+
+    Args:
+        transport: a transport that :meth:`~asyncio.BaseTransport.close` was called on;
+            one still open, or from another event loop implementation, is left alone.
+    """
+    if (
+        _TRANSPORT_KEEPS_ITSELF
+        and transport is not None
+        and transport.is_closing()
+        and getattr(transport, "_read_ready_cb", None) is not None
+    ):
+        # Its reader is already off the selector: the callback is never called again.
+        transport._read_ready_cb = None  # type: ignore[attr-defined]
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ from aiohttp import web
 import fal_realtime
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import register_demo_apps
+from fal_realtime.server.proxy import FaultProxy
 
 #: One millisecond: tests express waits in multiples of it.
 MS = 0.001
@@ -43,6 +44,13 @@ async def running(gateway: Gateway) -> AsyncIterator[RunningGateway]:
     """Serve ``gateway`` on a free port for the duration of the test."""
     async with gateway.serve(port=0) as served:
         yield served
+
+
+@pytest.fixture
+async def proxy(running: RunningGateway) -> AsyncIterator[FaultProxy]:
+    """Put a fault proxy in front of the test gateway."""
+    async with FaultProxy(running.host, running.port) as fault_proxy:
+        yield fault_proxy
 
 
 @pytest.fixture

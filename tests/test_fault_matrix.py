@@ -10,7 +10,6 @@ state with the right errors, and what was pending must arrive exactly once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -18,7 +17,6 @@ import pytest
 
 import fal_realtime
 from fal_realtime import ConnectionState, RealtimeError
-from fal_realtime.server import RunningGateway
 from fal_realtime.server.proxy import FaultProxy
 
 from .conftest import KEY, MS
@@ -27,13 +25,6 @@ from .gateway_tools import eventually
 FAULTS = ["cut", "stall", "cut_mid_frame", "refuse", "delay"]
 HEARTBEAT_S = 80 * MS
 STALL_S = 400 * MS
-
-
-@pytest.fixture
-async def proxy(running: RunningGateway) -> AsyncIterator[FaultProxy]:
-    """Put a fault proxy in front of the test gateway."""
-    async with FaultProxy(running.host, running.port) as fault_proxy:
-        yield fault_proxy
 
 
 def inject(proxy: FaultProxy, fault: str) -> None:

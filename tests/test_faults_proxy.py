@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -12,20 +11,13 @@ from aiohttp import web
 
 import fal_realtime
 from fal_realtime import ConnectionState, RealtimeError, ReconnectPolicy
-from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.server import Gateway
 from fal_realtime.server.proxy import FaultProxy
 
 from .conftest import KEY, MS
 from .gateway_tools import eventually
 
 WAIT = 5000 * MS
-
-
-@pytest.fixture
-async def proxy(running: RunningGateway) -> AsyncIterator[FaultProxy]:
-    """Put a fault proxy in front of the test gateway."""
-    async with FaultProxy(running.host, running.port) as fault_proxy:
-        yield fault_proxy
 
 
 class Seen:

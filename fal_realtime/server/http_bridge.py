@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
 
-from .._cycles import serving_socket
+from .._cycles import release_transport, serving_socket
 from .._protocol.http_ws import parse_control
 from .faults import Faults, drop
 from .registry import HttpApp, Registry, Route
@@ -123,8 +123,17 @@ class UpstreamPool:
         """POST ``body`` to the app's upstream at ``sub_path``; yield the streaming response."""
         session, base = await self._session_for(app)
         headers = {"Content-Type": "application/json", "X-Fal-Request-Id": request_id}
-        async with session.post(f"{base}{sub_path or '/'}", data=body, headers=headers) as resp:
-            yield resp
+        transport = None
+        try:
+            async with session.post(
+                f"{base}{sub_path or '/'}", data=body, headers=headers
+            ) as resp:
+                connection = resp.connection
+                transport = connection.transport if connection is not None else None
+                yield resp
+        finally:
+            # Closed rather than pooled when the response was abandoned: release it.
+            release_transport(transport)
 
     async def close(self) -> None:
         """Close every upstream session and in-process server."""

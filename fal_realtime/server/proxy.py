@@ -20,6 +20,8 @@ import logging
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from .._cycles import release_transport
+
 __all__ = ["FaultProxy"]
 
 log = logging.getLogger("fal_realtime.server.proxy")
@@ -35,9 +37,15 @@ class _Link:
 
     def abort(self) -> None:
         for writer in (self.client, self.upstream):
-            transport = writer.transport
-            if not transport.is_closing():
-                transport.abort()
+            _abort(writer)
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop a connection at once (no FIN, no flush)."""
+    transport = writer.transport
+    if not transport.is_closing():
+        transport.abort()
+    release_transport(transport)
 
 
 class FaultProxy:
@@ -148,13 +156,13 @@ class FaultProxy:
         loop = asyncio.get_running_loop()
         if loop.time() < self._refuse_until:
             self.refused += 1
-            writer.transport.abort()
+            _abort(writer)
             return
         self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
-            writer.transport.abort()
+            _abort(writer)
             return
         link = _Link(writer, up_writer)
         self._links.add(link)
