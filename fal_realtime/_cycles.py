@@ -14,7 +14,9 @@ connections and a fault a second, that made RSS climb 10% in 10 minutes (the soa
 the moment its owner lets go.
 
 Python 3.11's socket transport also keeps a bound method of itself; 3.12 clears it on
-close, and :func:`release_transport` does the same on 3.11.
+close, and :func:`release_transport` does the same on 3.11. And a cancelled task keeps
+its ``CancelledError``, whose traceback holds the frames of the method it ran, whose
+``self`` often holds the task: :func:`stop_task` lets go of that error.
 
 The client, the gateway and the fault proxy call these once they are done with a
 socket; ``tests/test_cycles.py`` checks that lost, refused and closed sockets leave no
@@ -30,7 +32,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["release_socket", "release_transport", "serving_socket"]
+__all__ = ["release_socket", "release_transport", "serving_socket", "stop_task"]
 
 #: Python 3.12 breaks the transport's own cycle on close (CPython gh-100348).
 _TRANSPORT_KEEPS_ITSELF = sys.version_info < (3, 12)
@@ -89,3 +91,17 @@ async def serving_socket(ws: Any) -> AsyncIterator[None]:
             await ws.close()
     finally:
         release_socket(ws)
+
+
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task``, wait for it to end, and drop the error a cancelled task keeps.
+
+    Args:
+        task: a task whose result nobody needs any more.
+    """
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        # The first result() hands the stored CancelledError over; the task forgets it.
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()

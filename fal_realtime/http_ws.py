@@ -33,7 +33,7 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
-from ._cycles import release_socket
+from ._cycles import release_socket, stop_task
 from ._policy import RETRYABLE_HANDSHAKE_STATUSES, ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
 from ._protocol.http_ws import Body, End, ResponseAssembler, Start
@@ -163,14 +163,12 @@ class _Socket:
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
-        self.reader.cancel()
-        await asyncio.gather(self.reader, return_exceptions=True)
+        await stop_task(self.reader)
         release_socket(self.ws)
 
     async def abort(self) -> None:
         """Drop the socket without a close handshake (a response was abandoned)."""
-        self.reader.cancel()
-        await asyncio.gather(self.reader, return_exceptions=True)
+        await stop_task(self.reader)
         with contextlib.suppress(Exception):
             await self.ws.close(code=1000, message=b"response abandoned")
         release_socket(self.ws)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
 import ssl
@@ -95,6 +96,10 @@ class RealtimeStats:
     def drop(self, reason: str, count: int = 1) -> None:
         """Count ``count`` messages dropped for ``reason``."""
         self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+
+def _count_error(stats: RealtimeStats) -> None:
+    stats.errors += 1
 
 
 class _Retryable(Exception):
@@ -186,7 +191,9 @@ class RealtimeConnection:
             callbacks,
             max_backlog=max_backlog,
             on_drop=self.stats.drop,
-            on_callback_error=self._count_error,
+            # Not a bound method: the dispatcher must not hold the connection, or the two
+            # would form a cycle that only a full GC pass frees after close().
+            on_callback_error=functools.partial(_count_error, self.stats),
             name=f"fal-realtime-dispatch[{app}]",
         )
         self._supervisor: asyncio.Task[None] | None = None
@@ -292,6 +299,7 @@ class RealtimeConnection:
             with contextlib.suppress(Exception):
                 await ws.close()
             self._dispatcher.emit("on_close", ws.close_code)
+            release_socket(ws)
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
@@ -391,9 +399,6 @@ class RealtimeConnection:
             return
         self._state = state
         self._dispatcher.emit("on_state_change", state)
-
-    def _count_error(self) -> None:
-        self.stats.errors += 1
 
     def _report(self, error: RealtimeError) -> None:
         self.stats.errors += 1

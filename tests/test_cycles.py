@@ -15,7 +15,6 @@ import contextlib
 import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -83,7 +82,7 @@ class Census:
         return self.found
 
 
-@contextmanager
+@contextlib.contextmanager
 def cycle_census() -> Iterator[Census]:
     """Run the block with the automatic collector off; ``take()`` counts the cycles."""
     gc.collect()
@@ -179,7 +178,7 @@ async def test_gw_rt_19_sessions_ending_every_way_leave_no_reference_cycles(
 async def test_ws_fault_7_lost_and_abandoned_sockets_leave_no_reference_cycles(
     gateway: Gateway, proxy: FaultProxy, instant_retries: None
 ) -> None:
-    """WS-FAULT-7: HTTP-over-WS sockets cut mid-response or abandoned leave no cycles."""
+    """WS-FAULT-7: HTTP-over-WS sockets cut, abandoned or closed mid-response leave no cycles."""
     release = asyncio.Event()
 
     async def slow(request: web.Request) -> web.StreamResponse:
@@ -208,7 +207,43 @@ async def test_ws_fault_7_lost_and_abandoned_sockets_leave_no_reference_cycles(
             async for chunk in conn.stream():  # abandoned after its first chunk
                 assert chunk == b"first"
                 break
+        async with fal_realtime.ws("test/slow", base_url=proxy.ws_url, key=KEY) as conn:
+            await conn.send({})
+            assert await anext(conn.stream()) == b"first"
+            # Closed in the middle of the response.
+        async with fal_realtime.ws("test/slow", base_url=proxy.ws_url, key=KEY) as conn:
             release.set()
             await conn.send({})
             assert await conn.recv() == b"first-rest"
         assert census.take(transports=_not_upstream_server_side) == Counter()
+
+
+async def test_rt_33_closed_connections_leave_no_reference_cycles(
+    running: RunningGateway,
+) -> None:
+    """RT-33: a closed realtime connection, once dropped, is freed without the collector."""
+
+    def raises(result: Any) -> None:
+        raise ValueError("a callback that raises")
+
+    errors: list[fal_realtime.RealtimeError] = []
+    results: list[Any] = []
+    with cycle_census() as census:
+        for on_result in (raises, results.append):  # with and without a callback error
+            conn = await fal_realtime.connect(
+                "fal-ai/echo",
+                on_result=on_result,
+                on_error=errors.append,
+                base_url=running.ws_url,
+                key=KEY,
+                use_jwt=False,
+                heartbeat_s=50 * MS,
+            )
+            await conn.send({"a": 1})
+            await eventually(lambda conn=conn: conn.stats.results == 1)
+            await conn.close()
+            del conn
+        await _gateway_idle(running)
+        assert census.take() == Counter()
+    assert [error.code for error in errors] == ["CALLBACK_ERROR"]
+    assert results == [{"echo": {"a": 1}}]
