@@ -1,4 +1,4 @@
-"""Break the reference cycles aiohttp leaves around a finished WebSocket.
+"""Break the reference cycles that would keep finished sockets and tasks alive.
 
 aiohttp (3.14) keeps each finished WebSocket alive in reference cycles:
 
@@ -19,9 +19,9 @@ its ``CancelledError``, whose traceback holds the frames of the method it ran, w
 ``self`` often holds the task: :func:`stop_task` lets go of that error.
 
 The client, the gateway and the fault proxy call these once they are done with a
-socket; ``tests/test_cycles.py`` checks that lost, refused and closed sockets leave no
-cyclic garbage, so an aiohttp or Python that renames these attributes fails a test
-instead of leaking quietly.
+socket or task; ``tests/test_cycles.py`` checks that lost, refused and closed sockets
+leave no cyclic garbage, so an aiohttp or Python that renames these attributes fails a
+test instead of leaking quietly.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
-from fal_realtime import ConnectionState
+from fal_realtime import ConnectionState, ReconnectPolicy
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.proxy import FaultProxy
 
@@ -247,3 +247,35 @@ async def test_rt_33_closed_connections_leave_no_reference_cycles(
         assert census.take() == Counter()
     assert [error.code for error in errors] == ["CALLBACK_ERROR"]
     assert results == [{"echo": {"a": 1}}]
+
+
+async def test_rt_policy_6_call_retries_and_leaves_no_reference_cycles(
+    instant_retries: None,
+) -> None:
+    """RT-POLICY-6: call() retries what is retryable, re-raises the rest, leaves no cycle."""
+    attempts: list[int] = []
+
+    async def flaky() -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) < 3:
+            raise ConnectionError("not yet")
+        return "ok"
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, ConnectionError)
+
+    policy = ReconnectPolicy(max_attempts=3, deadline_s=None)
+    with cycle_census() as census:
+        assert await policy.call(flaky, retryable) == "ok"
+        assert attempts == [1, 2, 3]
+        assert census.take() == Counter()
+    attempts.clear()
+    with pytest.raises(ConnectionError, match="not yet"):
+        await ReconnectPolicy(max_attempts=2, deadline_s=None).call(flaky, retryable)
+    assert attempts == [1, 2]
+
+    async def refused() -> str:
+        raise PermissionError("final")
+
+    with pytest.raises(PermissionError):
+        await policy.call(refused, retryable)
