@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -18,9 +18,11 @@ import aiohttp
 import fal_realtime
 
 from ._env import KEY, Env
+from ._harness import Sample
 
 __all__ = [
     "PAYLOAD",
+    "contenders",
     "open_fal_client",
     "open_ours",
     "open_raw",
@@ -36,6 +38,43 @@ HEADERS = {"Authorization": f"Key {KEY}"}
 def realtime_url(base: str, app: str = "fal-ai/echo") -> str:
     """Return the realtime endpoint of ``app`` under ``base`` (``ws://host:port``)."""
     return f"{base}/{app}/realtime"
+
+
+Measure = Callable[[], Awaitable[Sample]]
+
+
+def contenders(
+    env: Env,
+    seconds: float,
+    *,
+    raw: Callable[[str, float], Measure],
+    websockets_: Callable[[str, float], Measure],
+    ours: Callable[..., Measure],
+    fal_client: Callable[[Env, float], Measure],
+    full_extra: dict[str, Measure] | None = None,
+) -> dict[str, Measure]:
+    """Return a realtime scenario's contenders, in run order, built from its measures.
+
+    The full run adds ``full_extra``, then each client against the raw echo server
+    (where the client, not the gateway, is the bottleneck).
+    """
+    gw = env.gateway
+    table = {
+        "raw aiohttp": raw(realtime_url(gw.ws), seconds),
+        "websockets": websockets_(realtime_url(gw.ws), seconds),
+        "fal_realtime": ours(gw.ws, seconds, env),
+        "fal-client (wss)": fal_client(env, seconds),
+        "fal_realtime (wss)": ours(gw.wss, seconds, env),
+    }
+    if not env.opts.quick:
+        echo = realtime_url(env.upstream.ws, "bench/echo")
+        table |= full_extra or {}
+        table |= {
+            "raw aiohttp @raw-echo": raw(echo, seconds),
+            "websockets @raw-echo": websockets_(echo, seconds),
+            "fal_realtime @raw-echo": ours(env.upstream.ws, seconds, env, app="bench/echo"),
+        }
+    return table
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,15 @@ import ormsgpack
 
 from ._env import Env
 from ._harness import Sample, ScenarioResult, interleave, percentile
-from ._rt import PAYLOAD, open_fal_client, open_ours, open_raw, open_websockets, realtime_url
+from ._rt import (
+    PAYLOAD,
+    contenders,
+    open_fal_client,
+    open_ours,
+    open_raw,
+    open_websockets,
+    realtime_url,
+)
 
 NAME = "lockstep"
 TITLE = "realtime lock-step round trips (throttle off)"
@@ -128,26 +136,20 @@ async def run(env: Env) -> ScenarioResult:
         {"rt_per_s": "rt/s", "p50_ms": "ms", "p99_ms": "ms", "cpu_us": "µs CPU/rt"},
         primary="rt_per_s",
     )
-    gw = env.gateway
-    contenders = {
-        "raw aiohttp": raw(realtime_url(gw.ws), seconds),
-        "websockets": websockets_(realtime_url(gw.ws), seconds),
-        "fal_realtime": ours(gw.ws, seconds, env),
-        "fal-client (wss)": fal_client(env, seconds),
-        "fal_realtime (wss)": ours(gw.wss, seconds, env),
-    }
-    if not opts.quick:
-        echo = env.upstream.ws
-        contenders |= {
-            # The ceiling of any aiohttp-based client over TLS, next to fal-client.
-            "raw aiohttp (wss)": raw(realtime_url(gw.wss), seconds, env),
-            "raw aiohttp @raw-echo": raw(realtime_url(echo, "bench/echo"), seconds),
-            "websockets @raw-echo": websockets_(realtime_url(echo, "bench/echo"), seconds),
-            "fal_realtime @raw-echo": ours(echo, seconds, env, app="bench/echo"),
-        }
+    # Over TLS, the ceiling of any aiohttp-based client, next to fal-client.
+    tls_ceiling = {"raw aiohttp (wss)": raw(realtime_url(env.gateway.wss), seconds, env)}
+    table = contenders(
+        env,
+        seconds,
+        raw=raw,
+        websockets_=websockets_,
+        ours=ours,
+        fal_client=fal_client,
+        full_extra=tls_ceiling,
+    )
     await interleave(
         result,
-        contenders,
+        table,
         opts.n_rounds(3, 15),
         timeout_s=seconds * 4 + 20,
         warmup=not opts.quick,

@@ -19,7 +19,7 @@ import ormsgpack
 
 from ._env import Env
 from ._harness import Sample, ScenarioResult, interleave
-from ._rt import PAYLOAD, open_fal_client, open_ours, open_raw, open_websockets, realtime_url
+from ._rt import PAYLOAD, contenders, open_fal_client, open_ours, open_raw, open_websockets
 
 NAME = "pipelined"
 TITLE = "realtime pipelined throughput, window 32 (throttle off)"
@@ -163,24 +163,12 @@ async def run(env: Env) -> ScenarioResult:
     result = ScenarioResult(
         NAME, TITLE, {"msgs_per_s": "msg/s", "cpu_us": "µs CPU/msg"}, primary="msgs_per_s"
     )
-    gw = env.gateway
-    contenders = {
-        "raw aiohttp": raw(realtime_url(gw.ws), seconds),
-        "websockets": websockets_(realtime_url(gw.ws), seconds),
-        "fal_realtime": ours(gw.ws, seconds, env),
-        "fal-client (wss)": fal_client(env, seconds),
-        "fal_realtime (wss)": ours(gw.wss, seconds, env),
-    }
-    if not opts.quick:
-        echo = env.upstream.ws
-        contenders |= {
-            "raw aiohttp @raw-echo": raw(realtime_url(echo, "bench/echo"), seconds),
-            "websockets @raw-echo": websockets_(realtime_url(echo, "bench/echo"), seconds),
-            "fal_realtime @raw-echo": ours(echo, seconds, env, app="bench/echo"),
-        }
+    table = contenders(
+        env, seconds, raw=raw, websockets_=websockets_, ours=ours, fal_client=fal_client
+    )
     await interleave(
         result,
-        contenders,
+        table,
         opts.n_rounds(3, 15),
         timeout_s=seconds + DRAIN_S + 20,
         warmup=not opts.quick,
