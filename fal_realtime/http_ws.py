@@ -34,6 +34,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
 from ._cycles import release_socket, stop_task
+from ._keepalive import PONG_MISSED_CODE, KeepAlive
 from ._policy import RETRYABLE_HANDSHAKE_STATUSES, ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
 from ._protocol.http_ws import Body, End, ResponseAssembler, Start
@@ -133,8 +134,9 @@ class _Lost:
 class _Socket:
     """One WebSocket, the task reading it, and the requests it still owes answers to."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, heartbeat_s: float | None) -> None:
         self.ws = ws
+        self.keepalive = KeepAlive(heartbeat_s)
         self.queue: asyncio.Queue[aiohttp.WSMessage | _Lost] = asyncio.Queue(QUEUE_FRAMES)
         self.pending = 0
         self.assembler = ResponseAssembler()
@@ -148,16 +150,43 @@ class _Socket:
         return self.lost is None and not self.ws.closed
 
     async def _read(self) -> None:
+        keepalive = self.keepalive
+        pinger = None
+        try:
+            async with asyncio.timeout(None) as reading:
+                if keepalive.enabled:
+                    pinger = asyncio.get_running_loop().create_task(
+                        keepalive.run(self.ws, reading), name="fal-realtime-http-ws-keepalive"
+                    )
+                lost = await self._receive(keepalive)
+        except TimeoutError:
+            if not reading.expired():
+                raise
+            lost = _Lost(PONG_MISSED_CODE, keepalive.missed)
+            # The cancelled receive() marked it 1006: close() drops the transport at once
+            # (bounded: a stalled link may not even take the close frame).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self.ws.close()
+        finally:
+            if pinger is not None:
+                await stop_task(pinger)
+        self.lost = lost
+        await self.queue.put(lost)
+
+    async def _receive(self, keepalive: KeepAlive) -> _Lost:
         ws = self.ws
         while True:
             msg = await ws.receive()
+            keepalive.heard = True
             if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
                 await self.queue.put(msg)
-                continue
-            reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
-            self.lost = _Lost(ws.close_code, reason)
-            await self.queue.put(self.lost)
-            return
+            elif msg.type is aiohttp.WSMsgType.PING:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(msg.data)
+            elif msg.type is not aiohttp.WSMsgType.PONG:
+                reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
+                return _Lost(ws.close_code, reason)
 
     async def close(self) -> None:
         if not self.ws.closed:
@@ -515,7 +544,7 @@ class HttpWsConnection:
             ws = await self._open_once()
         else:
             ws = await self._open_with_retries(self._policy)
-        self._socket = _Socket(ws)
+        self._socket = _Socket(ws, self._heartbeat_s)
         return self._socket
 
     async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
@@ -534,7 +563,7 @@ class HttpWsConnection:
                 return await self._http.ws_connect(
                     self._url,
                     headers={"Authorization": f"Key {self._key}"},
-                    heartbeat=self._heartbeat_s,
+                    autoping=False,  # the keep-alive and the reader handle pings
                     max_msg_size=self._max_frame_bytes,
                     compress=0,
                 )
@@ -616,6 +645,8 @@ def ws(
         raise UnauthorizedError(UNAUTHORIZED, MISSING_KEY_MESSAGE)
     if max_frame_bytes <= 0:
         raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
+    if heartbeat_s is not None:
+        KeepAlive(heartbeat_s)  # validates it
     return HttpWsConnection(
         parsed,
         path=path,

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import ssl
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from typing import Any, Literal
 import aiohttp
 
 from ._auth import MISSING_KEY_MESSAGE, TokenProvider, TokenSource, resolve_key
+from ._compat import ws_close_timeout
 from ._cycles import release_socket
 from ._dispatch import Callbacks, Dispatcher
+from ._keepalive import PONG_MISSED_CODE, KeepAlive
 from ._outbox import Outbox, Outgoing
 from ._policy import (
     RETRYABLE_CLOSE_CODES,
@@ -385,7 +388,9 @@ class RealtimeConnection:
                 self.stats.coalesced += 1
             return False
         self.stats.sent += 1
-        self._last_send_at = now
+        # Latency by the high-resolution clock: loop.time() may tick in whole
+        # milliseconds (uvloop), which would read a sub-millisecond round trip as 0.
+        self._last_send_at = time.perf_counter()
         return True
 
     def _start(self) -> None:
@@ -503,10 +508,10 @@ class RealtimeConnection:
             return await self._http.ws_connect(
                 url,
                 headers=headers,
-                heartbeat=self._heartbeat_s,
+                autoping=False,  # the keep-alive and the reader handle pings (_keepalive.py)
                 max_msg_size=self._max_frame_bytes,
                 compress=0,
-                timeout=aiohttp.ClientWSTimeout(ws_close=self._close_timeout_s),
+                **ws_close_timeout(self._close_timeout_s),
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise self._handshake_error(exc.status, url, token) from None
@@ -572,17 +577,30 @@ class RealtimeConnection:
         self._next_send_at = 0.0
         token = self._token_in_use()
         end = _SessionEnd()
+        keepalive = KeepAlive(self._heartbeat_s)
         try:
             async with asyncio.TaskGroup() as group:
                 writer = group.create_task(self._write_loop(ws), name="fal-realtime-writer")
                 refresher = group.create_task(self._refresh_loop(), name="fal-realtime-refresh")
                 confirm = group.create_task(self._confirm_later(), name="fal-realtime-confirm")
+                pinger = None
                 try:
-                    end = await self._read_loop(ws)
+                    async with asyncio.timeout(None) as reading:
+                        if keepalive.enabled:
+                            pinger = group.create_task(
+                                keepalive.run(ws, reading), name="fal-realtime-keepalive"
+                            )
+                        end = await self._read_loop(ws, keepalive)
+                except TimeoutError:
+                    if not reading.expired():
+                        raise
+                    end = _SessionEnd(close_code=PONG_MISSED_CODE, cause=keepalive.missed)
                 finally:
                     writer.cancel()
                     refresher.cancel()
                     confirm.cancel()
+                    if pinger is not None:
+                        pinger.cancel()
         finally:
             self._ws = None
             if not self._closing:  # close() closes the socket itself and reports it
@@ -666,12 +684,15 @@ class RealtimeConnection:
                 log.info("fal_realtime: token refresh for %s failed: %s", self.app, exc)
                 await asyncio.sleep(5.0)
 
-    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> _SessionEnd:
+    async def _read_loop(
+        self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
+    ) -> _SessionEnd:
         end = _SessionEnd()
         codec, dispatcher, stats = self._codec, self._dispatcher, self.stats
         decode, fast = codec.decode, not codec.custom_decode
         while True:
             msg = await ws.receive()
+            keepalive.heard = True
             if msg.type is aiohttp.WSMsgType.BINARY or msg.type is aiohttp.WSMsgType.TEXT:
                 if fast and msg.type is aiohttp.WSMsgType.BINARY:
                     # Hot path: a binary map that is plainly a result skips classification.
@@ -707,6 +728,12 @@ class RealtimeConnection:
                 else:
                     self._report(RealtimeError(DECODE_ERROR, frame.reason or "undecodable frame"))
                 continue
+            if msg.type is aiohttp.WSMsgType.PING:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(msg.data)
+                continue
+            if msg.type is aiohttp.WSMsgType.PONG:
+                continue
             if msg.type is aiohttp.WSMsgType.ERROR:
                 end.cause = f"{type(msg.data).__name__}: {msg.data}"
                 if ws.close_code == 1009 or "1009" in str(msg.data):
@@ -723,7 +750,7 @@ class RealtimeConnection:
         self.stats.results += 1
         end.proven = True
         if self._last_send_at is not None:
-            self.stats.last_latency_s = self._loop.time() - self._last_send_at
+            self.stats.last_latency_s = time.perf_counter() - self._last_send_at
             self._last_send_at = None
         self._dispatcher.result(value)
 
@@ -816,6 +843,8 @@ async def connect(
         validate_max_buffering(max_buffering)
     if max_frame_bytes <= 0:
         raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
+    if heartbeat_s is not None:
+        KeepAlive(heartbeat_s)  # validates it
     if max_backlog < 1:
         raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
     policy = ReconnectPolicy.from_option(reconnect)
