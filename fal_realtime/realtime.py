@@ -505,7 +505,7 @@ class RealtimeConnection:
             extra_query=self._extra_query,
         )
         try:
-            return await self._http.ws_connect(
+            ws: aiohttp.ClientWebSocketResponse = await self._http.ws_connect(
                 url,
                 headers=headers,
                 autoping=False,  # the keep-alive and the reader handle pings (_keepalive.py)
@@ -513,6 +513,7 @@ class RealtimeConnection:
                 compress=0,
                 **ws_close_timeout(self._close_timeout_s),
             )
+            return ws
         except aiohttp.WSServerHandshakeError as exc:
             raise self._handshake_error(exc.status, url, token) from None
         except aiohttp.ClientConnectorCertificateError as exc:
