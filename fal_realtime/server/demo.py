@@ -26,16 +26,14 @@ import asyncio
 import base64
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
+from .gateway import Gateway
 from .llm import answer, stream_outputs
 from .png import render_prompt_png, resolve_image_size
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
 
 __all__ = [
     "any_llm_app",

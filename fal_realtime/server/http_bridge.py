@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
@@ -30,11 +30,10 @@ from aiohttp import WSMsgType, web
 
 from .._cycles import release_transport, serving_socket
 from .._protocol.http_ws import parse_control
+from .common import CLOSE_HANDSHAKE_S, json_error
 from .faults import Faults, drop
 from .registry import HttpApp, Registry, Route
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
+from .settings import Settings
 
 __all__ = ["UPSTREAMS_KEY", "UpstreamPool", "handle_http_ws"]
 
@@ -333,15 +332,13 @@ def _complete_utf8_prefix(data: bytes) -> int:
 
 async def handle_http_ws(
     request: web.Request,
-    gateway: Gateway,
+    settings: Settings,
     route: Route,
     pool: UpstreamPool,
     faults: Faults,
 ) -> web.StreamResponse:
     """Check credentials at the handshake, then serve the connection."""
-    from .gateway import json_error
-
-    verdict = gateway.authenticator.check(
+    verdict = settings.authenticator.check(
         header=request.headers.get("Authorization"),
         token=request.query.get("fal_jwt_token"),
         alias=route.app_id.alias,
@@ -349,13 +346,13 @@ async def handle_http_ws(
     if faults.refuse_auth or verdict.subject is None:
         raise json_error(401, f"unauthorized: {verdict.reason or 'refused by fault injection'}")
     ws = web.WebSocketResponse(
-        max_msg_size=gateway.max_frame_bytes,
-        heartbeat=gateway.heartbeat_s,
+        max_msg_size=settings.max_frame_bytes,
+        heartbeat=settings.heartbeat_s,
         compress=False,
-        timeout=2.0,
+        timeout=CLOSE_HANDSHAKE_S,
     )
     async with serving_socket(ws):
-        with gateway.connection_slot(verdict.subject):
+        with settings.connection_slot(verdict.subject):
             await ws.prepare(request)
             if faults.drop_after == 0:
                 await drop(request, ws, faults)
