@@ -6,6 +6,10 @@ gateway = Gateway(keys=["my-key"])
 async def handler(input: dict) -> dict:
     return {"echo": input}
 
+@gateway.realtime("me/collect")
+async def collect(inputs: AsyncIterator[dict]) -> dict:
+    return {"count": len([item async for item in inputs])}
+
 gateway.http_app("me/api", upstream="http://127.0.0.1:8000")
 
 async with gateway.serve(port=0) as running:
@@ -167,6 +171,11 @@ class Gateway:
     ) -> Callable[[F], F]:
         """Register the decorated function as the realtime handler of ``app_id``.
 
+        Its mode comes from its type hints, as fal's runner infers it (:mod:`.modes`):
+        ``(input: dict) -> dict`` unary, ``-> AsyncIterator[dict]`` (or ``Iterator``)
+        server streaming, ``(inputs: AsyncIterator[dict]) -> dict`` client streaming,
+        ``(inputs: AsyncIterator[dict]) -> AsyncIterator[dict]`` bidirectional.
+
         Args:
             app_id: ``owner/alias``; the endpoint is ``/{owner}/{alias}{path}``.
             path: the endpoint's path under the app (default ``/realtime``).
@@ -201,7 +210,11 @@ class Gateway:
         session_timeout: float | None = 60.0,
         emit_timings: bool = False,
     ) -> None:
-        """Register ``handler`` as a realtime endpoint (the non-decorator form)."""
+        """Register ``handler`` as a realtime endpoint (the non-decorator form).
+
+        Raises:
+            TypeError: as :meth:`realtime` says.
+        """
         if buffering is not None and buffering < 1:
             raise ValueError(f"buffering must be None or >= 1, got {buffering}")
         if session_timeout is not None and session_timeout <= 0:

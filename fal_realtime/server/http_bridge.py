@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from .._cycles import release_transport, serving_socket
 from .._protocol.http_ws import parse_control
 from .common import CLOSE_HANDSHAKE_S, json_error
-from .faults import Faults, drop
+from .faults import Faults, FrameSender, drop
 from .registry import HttpApp, Registry, Route
 from .settings import Settings
 
@@ -161,12 +161,11 @@ class _Bridge:
         pool: UpstreamPool,
         faults: Faults,
     ) -> None:
-        self._request = request
         self._ws = ws
         self._route = route
         self._pool = pool
         self._faults = faults
-        self._frames_sent = 0
+        self._sender = FrameSender(request, ws, faults)
         self._requests_seen = 0
 
     async def run(self) -> None:
@@ -201,16 +200,7 @@ class _Bridge:
                 raise
 
     async def _send(self, frame: bytes | str) -> None:
-        if self._ws.closed:
-            raise _Dropped
-        if isinstance(frame, str):
-            await self._ws.send_str(frame)
-        else:
-            await self._ws.send_bytes(frame)
-        self._frames_sent += 1
-        limit = self._faults.drop_after
-        if limit is not None and self._frames_sent >= limit:
-            await drop(self._request, self._ws, self._faults)
+        if not await self._sender.send(frame):
             raise _Dropped
 
     async def _control(self, kind: str, request_id: str, status: int, **extra: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .._protocol.runner import TIMEOUT_REASON, encode_output, error_frame, timings_frame
-from .faults import Faults, drop
+from .faults import Faults, FrameSender
 
 __all__ = ["TIMEOUT", "Ending", "SessionOver", "SessionWire"]
 
@@ -51,11 +51,10 @@ class SessionWire:
         *,
         emit_timings: bool,
     ) -> None:
-        self._request = request
         self.ws = ws
         self.faults = faults
+        self._sender = FrameSender(request, ws, faults)
         self._emit_timings = emit_timings
-        self._frames_sent = 0
         self.ending: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
 
     def end(self, ending: Ending) -> None:
@@ -75,16 +74,7 @@ class SessionWire:
 
     async def send(self, frame: bytes | str) -> None:
         """Send one frame; raise :class:`SessionOver` when the socket is gone or dropped."""
-        if self.ws.closed:
-            raise SessionOver
-        if isinstance(frame, bytes):
-            await self.ws.send_bytes(frame)
-        else:
-            await self.ws.send_str(frame)
-        self._frames_sent += 1
-        limit = self.faults.drop_after
-        if limit is not None and self._frames_sent >= limit:
-            await drop(self._request, self.ws, self.faults)
+        if not await self._sender.send(frame):
             self.end(Ending(None))
             raise SessionOver
 
