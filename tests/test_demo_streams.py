@@ -7,9 +7,11 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
+from fal_realtime.playground import PAGE_PATH, serve_playground
 from fal_realtime.server import RunningGateway
 from fal_realtime.server.demo_streams import (
     CAPTION_LINE_WORDS,
@@ -132,3 +134,14 @@ async def test_gw_demo_4_cli_send_prints_the_summary(running: RunningGateway) ->
     assert (
         orjson.loads(out)["summary"] == "1 inputs, 4 words, mostly about: at, hunt, night, tigers."
     )
+
+
+async def test_the_playground_lists_the_streaming_demo_apps(http: aiohttp.ClientSession) -> None:
+    """The playground's page names the three streaming apps its gateway hosts."""
+    async with serve_playground(port=0) as running:
+        async with http.get(running.url + PAGE_PATH) as resp:
+            page = await resp.text()
+        async with http.get(running.url + "/") as resp:
+            hosted = (await resp.json())["realtime"]
+    for app in ("fal-ai/any-llm", "fal-ai/summarize", "fal-ai/live-caption"):
+        assert f"<code>{app}</code>" in page and f"/{app}/realtime" in hosted
