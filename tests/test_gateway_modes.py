@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from .gateway_tools import (
     receive_frame,
     send_msgpack,
 )
-from .runner_cases import CASES, Case, encode_input
+from .runner_cases import CASES, Case, collect, count_sync, encode_input, shout_then_fail
+from .test_cycles import _gateway_idle as gateway_idle
+from .test_cycles import cycle_census
 
 RECORDED = json.loads(
     (Path(__file__).parent / "data" / "fal_runner_sequences.json").read_text(encoding="utf-8")
@@ -340,3 +343,31 @@ async def test_gw_mode_11_output_of_the_wrong_shape_is_internal_error_with_fals_
     transcript = await read_until_closed(ws)
     error = {"type": "x-fal-error", "error": "INTERNAL_ERROR", "reason": reason}
     assert transcript.frames == [("text", error)] and transcript.close_code == 1000
+
+
+async def test_gw_mode_12_streaming_sessions_ending_every_way_leave_no_reference_cycles(
+    gateway: Gateway, running: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """GW-MODE-12: streaming sessions that finish, fail, time out or lose the client: no cycles."""
+    gateway.add_realtime("test/bidi", shout_then_fail, session_timeout=50 * MS)
+    gateway.add_realtime("test/collect", collect, session_timeout=50 * MS)
+    gateway.add_realtime("test/count", count_sync, session_timeout=50 * MS)
+    sessions = [
+        ("test/bidi", [{"text": "a"}, {"fail": True}]),
+        ("test/bidi", [{"text": "a"}]),
+        ("test/collect", [{"text": "a"}, b"\xc1"]),
+        ("test/collect", []),
+        ("test/count", [{"n": 2}]),
+    ]
+    with cycle_census() as census:
+        for app, inputs in sessions:
+            ws = await open_realtime(http, running, app)
+            for item in inputs:
+                await ws.send_bytes(encode_input(item))  # type: ignore[arg-type]
+            transcript = await read_until_closed(ws)
+            assert transcript.close_code == 1000 and transcript.frames[-1][0] == "text"
+        ws = await open_realtime(http, running, "test/collect")  # the client leaves mid-stream
+        await send_msgpack(ws, {"text": "a"})
+        await ws.close()
+        await gateway_idle(running)
+        assert census.take(transports=None) == Counter()
