@@ -7,6 +7,7 @@ code sent for each case of tests/runner_cases.py (recorded by tests/data/record_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections import Counter
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pydantic
 import pytest
 
 from fal_realtime.server import Gateway, RunningGateway
@@ -371,3 +373,46 @@ async def test_gw_mode_12_streaming_sessions_ending_every_way_leave_no_reference
         await ws.close()
         await gateway_idle(running)
         assert census.take(transports=None) == Counter()
+
+
+class Prompt(pydantic.BaseModel):
+    prompt: str
+    steps: int = 2
+
+
+class Image(pydantic.BaseModel):
+    url: str
+
+
+@dataclasses.dataclass
+class Chunk:
+    text: str
+
+
+async def _draw(input: Prompt) -> Image:
+    return Image(url=f"{input.prompt}/{input.steps}")
+
+
+async def _lengths(inputs: AsyncIterator[Chunk]) -> AsyncIterator[dict[str, Any]]:
+    async for chunk in inputs:
+        yield {"length": len(chunk.text), "kind": type(chunk).__name__}
+
+
+async def test_gw_mode_13_model_hints_build_inputs_and_models_are_outputs(
+    gateway: Gateway, running: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """GW-MODE-13: pydantic/dataclass input hints get built inputs; a model output is a map."""
+    gateway.add_realtime("test/draw", _draw, session_timeout=SESSION_TIMEOUT)
+    gateway.add_realtime("test/lengths", _lengths, session_timeout=SESSION_TIMEOUT)
+    ws = await open_realtime(http, running, "test/draw")
+    await send_msgpack(ws, {"prompt": "cat"})
+    assert await receive_frame(ws) == ("binary", {"url": "cat/2"})
+    await send_msgpack(ws, {"steps": 3})  # no prompt: the model refuses it, as in fal
+    kind, error = await receive_frame(ws)
+    assert (kind, error["error"]) == ("text", "INTERNAL_ERROR") and "prompt" in error["reason"]
+    ws = await open_realtime(http, running, "test/lengths")
+    await send_msgpack(ws, {"text": "four"})
+    await send_msgpack(ws, {"words": "no text field"})
+    frames = (await read_until_closed(ws)).frames
+    assert frames[0] == ("binary", {"length": 4, "kind": "Chunk"})
+    assert frames[1][1]["error"] == "INTERNAL_ERROR" and "words" in frames[1][1]["reason"]

@@ -14,18 +14,23 @@ bidirectional          ``async def f(inputs: AsyncIterator[dict])``          as 
 The rules are fal 1.83.0's (``fal/realtime.py`` lines 32-110 and 661-669): the first
 positional parameter typed ``AsyncIterator``/``AsyncGenerator``
 streams inputs; a return typed ``AsyncIterator``/``AsyncGenerator`` (or, with one input,
-``Iterator``/``Iterable``/``Generator``) streams outputs. Where fal's runner would only
-fail once a session starts (a generator without a streaming return hint, a sync
-client-streaming handler), :func:`infer_shape` refuses at registration and names the
-signature to write.
+``Iterator``/``Iterable``/``Generator``) streams outputs. An input (or input item) typed as
+a pydantic model or a dataclass gets each input map built into it, ``Model(**input)``,
+as the runner does with its ``input_modal`` (fal/realtime.py lines 142-144, 165-167).
+
+Where fal's runner would only fail once a session starts (a generator without a streaming
+return hint, a sync client-streaming handler), :func:`infer_shape` refuses at
+registration and names the signature to write.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +80,13 @@ class HandlerShape:
     #: ``async def`` (a coroutine function), not an async generator.
     is_coroutine: bool
     is_async_generator: bool
+    #: The class each input map is turned into, ``model(**input)``, as fal's runner does
+    #: with its ``input_modal``: a pydantic model or a dataclass hint (None: the map as is).
+    input_model: Callable[..., Any] | None = None
+
+    def build_input(self, value: dict[str, Any]) -> Any:
+        """Return what the handler gets for one input map (raises what the model raises)."""
+        return value if self.input_model is None else self.input_model(**value)
 
     @property
     def runs_in_thread(self) -> bool:
@@ -88,6 +100,23 @@ def _is(hint: Any, family: frozenset[Any]) -> bool:
         return hint in family or typing.get_origin(hint) in family
     except TypeError:  # an unhashable annotation is no iterator type
         return False
+
+
+def _model(hint: Any) -> Callable[..., Any] | None:
+    """Return ``hint`` when inputs should be built into it (pydantic model, dataclass)."""
+    if isinstance(hint, type) and (
+        dataclasses.is_dataclass(hint)
+        or hasattr(hint, "model_validate")
+        or hasattr(hint, "parse_obj")
+    ):
+        return hint
+    return None
+
+
+def _item(hint: Any) -> Any:
+    """Return the item type of ``AsyncIterator[X]`` (None when bare)."""
+    args = typing.get_args(hint)
+    return args[0] if args else None
 
 
 def _hints(handler: Any) -> dict[str, Any]:
@@ -183,4 +212,7 @@ def infer_shape(handler: Any) -> HandlerShape:
             raise refuse("an async generator needs '-> AsyncIterator[dict]' to stream", _SERVER)
         if sync_gen:
             raise refuse("a generator needs '-> Iterator[dict]' to stream", _SERVER)
-    return HandlerShape(mode, is_coroutine=coroutine, is_async_generator=async_gen)
+    model = _model(_item(input_hint) if streams_in else input_hint)
+    return HandlerShape(
+        mode, is_coroutine=coroutine, is_async_generator=async_gen, input_model=model
+    )

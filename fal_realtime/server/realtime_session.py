@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from .._cycles import serving_socket
 from .._protocol.apps import validate_max_buffering
-from .._protocol.runner import UNAUTHORIZED_FRAME, InputError, decode_input
+from .._protocol.runner import UNAUTHORIZED_FRAME, decode_input
 from .common import CLOSE_HANDSHAKE_S, json_error
 from .faults import Faults, drop
 from .modes import RealtimeMode
@@ -141,8 +141,8 @@ class _UnarySession:
             self._last_input = self._loop.time()
             if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 try:
-                    value = decode_input(msg.data)
-                except InputError as exc:
+                    value = self._app.shape.build_input(decode_input(msg.data))
+                except Exception as exc:  # not msgpack, not a map, or refused by the model
                     self._wire.end(Ending("INTERNAL_ERROR", str(exc)))
                     return
                 self._pending.append(value)  # a full buffer drops the oldest

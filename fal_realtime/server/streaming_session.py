@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
 
 from aiohttp import WSMsgType
@@ -50,10 +50,14 @@ _DONE = object()
 
 
 class Inputs:
-    """The inputs of a streaming session: an async iterator of maps, as fal's runner gives."""
+    """The inputs of a streaming session: an async iterator, as fal's runner gives.
 
-    def __init__(self, timeout_s: float | None) -> None:
+    Items are the input maps, or built into the handler's input model when it has one.
+    """
+
+    def __init__(self, timeout_s: float | None, build: Callable[[dict[str, Any]], Any]) -> None:
         self._timeout_s = timeout_s
+        self._build = build
         self._queue: asyncio.Queue[dict[str, Any] | InputError | _Closed] = asyncio.Queue(
             MAX_QUEUED_INPUTS
         )
@@ -63,7 +67,7 @@ class Inputs:
     def __aiter__(self) -> Inputs:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> Any:
         if self._over or (self.closed and self._queue.empty()):
             self._over = True
             raise StopAsyncIteration
@@ -79,7 +83,11 @@ class Inputs:
         if isinstance(item, InputError):
             self._over = True
             raise item
-        return item
+        try:
+            return self._build(item)
+        except BaseException:
+            self._over = True  # as fal's inputs generator, finished by what it raised
+            raise
 
     async def put(self, item: dict[str, Any] | InputError) -> None:
         """Queue one input (or the error a bad frame gives), waiting while the queue is full."""
@@ -99,7 +107,7 @@ class StreamingSession:
         self._wire = wire
         self._app = app
         self._mode = app.shape.mode
-        self._inputs = Inputs(app.session_timeout)
+        self._inputs = Inputs(app.session_timeout, app.shape.build_input)
         self._accepting = True
         self._inputs_seen = 0
 
