@@ -126,7 +126,7 @@ class Gateway:
         """Hold one of ``subject``'s WebSocket slots; raise HTTP 429 when none is free."""
         return self._slots.slot(subject)
 
-    def settings(self) -> Settings:
+    def _settings(self) -> Settings:
         """Return what the WebSocket endpoints need from this gateway, as one record."""
         return Settings(
             authenticator=self.authenticator,
@@ -270,7 +270,7 @@ class Gateway:
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application (routes, upstream sessions, cleanup)."""
-        settings = self.settings()
+        settings = self._settings()
         handle_tokens = token_handler(self.authenticator, self.tokens)
 
         @web.middleware
