@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,9 +22,12 @@ from fal_realtime.server.demo_streams import (
 )
 from fal_realtime.server.llm import answer, stream_outputs
 
+from .child_tools import run
 from .conftest import KEY
 from .gateway_tools import WAIT
 from .stream_tools import Seen, streaming_connect
+
+LIVE_CAPTION_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "live_caption.py"
 
 
 async def _inputs(*items: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -145,3 +149,22 @@ async def test_the_playground_lists_the_streaming_demo_apps(http: aiohttp.Client
             hosted = (await resp.json())["realtime"]
     for app in ("fal-ai/any-llm", "fal-ai/summarize", "fal-ai/live-caption"):
         assert f"<code>{app}</code>" in page and f"/{app}/realtime" in hosted
+
+
+async def test_gw_demo_5_the_live_caption_example_prints_every_caption(
+    running: RunningGateway,
+) -> None:
+    """GW-DEMO-5: examples/live_caption.py, pointed at the gateway, prints each caption."""
+    code, out, err = await run(
+        sys.executable,
+        str(LIVE_CAPTION_EXAMPLE),
+        env={"FAL_RUN_HOST": running.ws_url, "FAL_KEY": KEY},
+    )
+    assert code == 0, err
+    assert out.splitlines() == [
+        "partial: Good evening",
+        "final:   Good evening and welcome.",
+        "partial: Tonight we talk",
+        "final:   Tonight we talk about tigers!",
+        "final:   They hunt",
+    ]
