@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from .faults import Faults, parse_faults
 from .http_bridge import UpstreamPool, handle_http_ws
 from .realtime_session import handle_realtime
 from .registry import HttpApp, HttpHandler, RealtimeApp, RealtimeHandler, Registry
+from .replay import ReplayApp, handle_replay, load_replay
 from .settings import ConnectionSlots, Settings
 from .token_endpoint import token_handler
 from .tokens import TokenIssuer
@@ -111,6 +113,8 @@ class Gateway:
         #: Connections closed for never completing a request within handshake_timeout_s.
         self.idle_handshakes_dropped = 0
         self._extra_routes: list[web.AbstractRouteDef] = []
+        #: Recordings served by :meth:`replay`, by endpoint path.
+        self._replays: dict[str, ReplayApp] = {}
         self._on_cleanup: list[Callable[[], Awaitable[None]]] = []
 
     @property
@@ -247,6 +251,36 @@ class Gateway:
             raise ValueError(f"upstream URL must start with http:// or https://, got {upstream!r}")
         self.registry.add_http(HttpApp(AppId.parse(app_id), upstream, max_body_bytes))
 
+    def replay(
+        self,
+        app_id: str,
+        recording: str | os.PathLike[str],
+        *,
+        path: str | None = None,
+        speed: float = 1.0,
+        strict: bool = False,
+    ) -> None:
+        """Serve a recording (``connect``/``ws`` with ``record=PATH``) as the app ``app_id``.
+
+        Each input gets the recorded outputs in order, after the recorded delays times
+        ``speed`` (0: at once); sessions end as they ended in the recording. Inputs are
+        matched by position; ``strict=True`` answers the first input that differs from
+        the recorded one with INVALID_INPUT naming the field (:mod:`.replay`).
+
+        Args:
+            app_id: the app to serve it as.
+            recording: the recording's path.
+            path: the endpoint under the app (default: the path it was recorded with).
+            speed: the factor on recorded delays.
+            strict: compare each input with the recorded one.
+
+        Raises:
+            ValueError: a bad app id or speed, or a file that is not a recording.
+            OSError: the file cannot be read.
+        """
+        app = load_replay(app_id, recording, path=path, speed=speed, strict=strict)
+        self._replays[app.endpoint] = app
+
     def set_faults(self, app_id: str, faults: Faults | str | None) -> None:
         """Inject ``faults`` into every new connection to ``app_id`` (None clears)."""
         parsed = parse_faults(faults) if isinstance(faults, str) else faults
@@ -284,6 +318,8 @@ class Gateway:
         pool = UpstreamPool(self.registry)
 
         async def websocket_or_404(request: web.Request) -> web.StreamResponse:
+            if (replay := self._replays.get(request.path.rstrip("/"))) is not None:
+                return await handle_replay(request, settings, replay)
             route = self.registry.resolve(request.path)
             if route is None:
                 raise json_error(404, f"no app at {request.path}")
@@ -307,6 +343,7 @@ class Gateway:
                     "service": "fal-realtime gateway",
                     "realtime": sorted(f"/{key}{path}" for key, path in self.registry.realtime),
                     "http": sorted(f"/{key}" for key in self.registry.http),
+                    "replay": sorted(self._replays),
                 }
             )
 
