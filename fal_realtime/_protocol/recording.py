@@ -323,9 +323,10 @@ def _difference(recorded: Any, got: Any, where: str) -> str | None:
 def first_difference(recorded: bytes | str, got: bytes | str) -> str | None:
     """Return where input frame ``got`` first differs from ``recorded`` (None: they match).
 
-    Frames are compared by the values they carry (msgpack or JSON), so the message names
-    the field, e.g. ``field 'prompt': recorded 'a cat', got 'a dog'``.
+    Frames are compared by the values they carry (msgpack or JSON; spacing and key order
+    do not count), so the message names the field, e.g.
+    ``field 'prompt': recorded 'a cat', got 'a dog'``.
     """
     if recorded == got:
         return None
-    return _difference(_decoded(recorded), _decoded(got), "") or "the frames differ in encoding"
+    return _difference(_decoded(recorded), _decoded(got), "")
