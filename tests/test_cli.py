@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import ormsgpack
 import pytest
 import trustme
+
+from fal_realtime._recorder import Recorder
 
 from .gateway_tools import WAIT, read_until_closed, receive_frame, send_msgpack
 
@@ -145,6 +148,8 @@ async def test_gw_cli_3_tls_serves_wss_and_verification_stays_on(tmp_path: Path)
         (["--upstream", "me/api=ftp://x"], "must start with http"),
         (["--fault", "fal-ai/echo=explode=1"], "unknown fault item"),
         (["--certfile", "only-one.pem"], "go together"),
+        (["--replay", "no-equals-sign"], "expected OWNER/APP=PATH"),
+        (["--replay", "me/app=/no/such/recording.jsonl"], "No such file"),
     ],
 )
 def test_gw_cli_4_bad_arguments_fail_with_one_line_on_stderr(args: list[str], message: str) -> None:
@@ -178,3 +183,25 @@ def test_gw_cli_5_demo_runs_both_protocols_and_saves_a_png(tmp_path: Path) -> No
     assert "fal-ai/any-llm ->" in done.stdout
     answer = done.stdout.split("fal-ai/any-llm ->", 1)[1].strip()
     assert len(answer.split()) == 12
+
+
+async def test_gw_cli_6_serve_replays_a_recording(tmp_path: Path) -> None:
+    """GW-CLI-6: serve --replay owner/alias=PATH serves the recording as that app."""
+    path = tmp_path / "echo.jsonl"
+    recorder = Recorder(path, protocol="realtime", app="me/echo", path_option="/realtime")
+    recorder.opened("ws://h/me/echo/realtime")
+    recorder.sent(ormsgpack.packb({"hello": "cli"}))
+    recorder.received(ormsgpack.packb({"recorded": True}))
+    recorder.closed(1000, by="client")
+    served = await _serve(
+        "--replay", f"me/echo={path}", "--replay-speed", "0", "--replay-strict", "--no-auth"
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"ws://127.0.0.1:{served.port}/me/echo/realtime")
+            await send_msgpack(ws, {"hello": "cli"})
+            assert await receive_frame(ws) == ("binary", {"recorded": True})
+            await ws.close()
+    finally:
+        code, _out, err = await served.stop()
+    assert code == 0, err

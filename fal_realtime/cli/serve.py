@@ -15,6 +15,7 @@ EPILOG_SERVE = """examples:
   fal-realtime serve --demo --port 0 --no-auth    any free port, no keys
   fal-realtime serve --upstream me/api=http://127.0.0.1:8000
   fal-realtime serve --demo --fault fal-ai/echo=drop_after=3;drop_mode=abort
+  fal-realtime serve --replay fal-ai/flux-lora-realtime=flux.jsonl --replay-speed 0
 """
 
 
@@ -61,6 +62,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="OWNER/APP=SPEC",
         help="inject faults into an app, e.g. fal-ai/echo=drop_after=3 (repeatable)",
     )
+    serve.add_argument(
+        "--replay",
+        action="append",
+        default=[],
+        metavar="OWNER/APP=PATH",
+        help="serve a recording (record=PATH) as the app it came from (repeatable)",
+    )
+    serve.add_argument(
+        "--replay-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="factor on the recorded delays (0: no delays; default 1)",
+    )
+    serve.add_argument(
+        "--replay-strict",
+        action="store_true",
+        help="answer an input that differs from the recorded one with INVALID_INPUT",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +113,11 @@ def _build_gateway(args: argparse.Namespace) -> Any:
         if not sep:
             raise ValueError(f"--fault {item!r}: expected OWNER/APP=SPEC")
         gateway.set_faults(app_id, spec)
+    for item in args.replay:
+        app_id, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--replay {item!r}: expected OWNER/APP=PATH")
+        gateway.replay(app_id, path, speed=args.replay_speed, strict=args.replay_strict)
     return gateway
 
 
