@@ -23,7 +23,7 @@ GROUPS = {
     "RT": "Realtime client and realtime wire facts (SPEC §2.1, §3, §4)",
     "WS": "HTTP over WebSockets (SPEC §2.2)",
     "SEC": "Security (SPEC §6)",
-    "USR": "For users (issue #7): the FastAPI example and the web playground",
+    "USR": "For users (issues #7, #14): the FastAPI example, the playground, the test toolkit",
 }
 
 HEADER = """# Conformance cases
