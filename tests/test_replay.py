@@ -70,6 +70,11 @@ async def exchange(
     return seen
 
 
+def realtime_recorder(path: Path, app: str) -> Recorder:
+    """Return a Recorder for a realtime connection to ``app`` at the default path."""
+    return Recorder(path, protocol="realtime", app=app, path_option="/realtime")
+
+
 def pack(value: Any) -> bytes:
     return ormsgpack.packb(value)
 
@@ -111,7 +116,7 @@ async def test_gw_replay_1_each_mode_replays_byte_for_byte(
     handler, inputs = MODES[mode]
     gateway.realtime(f"test/{mode}", session_timeout=SESSION_TIMEOUT)(handler)
     path = tmp_path / f"{mode}.jsonl"
-    recorder = Recorder(path, protocol="realtime", app=f"test/{mode}", path_option="/realtime")
+    recorder = realtime_recorder(path, f"test/{mode}")
     live = await exchange(http, f"{running.ws_url}/test/{mode}/realtime", inputs, recorder=recorder)
     assert live.frames[-1].endswith(
         '"error":"TIMEOUT","reason":"no inputs, reconnect when needed!"}'
@@ -165,7 +170,7 @@ async def test_gw_replay_3_strict_mode_names_the_first_differing_field(
     """GW-REPLAY-3: strict replay answers a differing input with INVALID_INPUT naming the field."""
     gateway.realtime("test/echo", session_timeout=SESSION_TIMEOUT)(echo)
     path = tmp_path / "echo.jsonl"
-    recorder = Recorder(path, protocol="realtime", app="test/echo", path_option="/realtime")
+    recorder = realtime_recorder(path, "test/echo")
     inputs = [pack({"prompt": "a cat"}), pack({"prompt": "a dog"})]
     live = await exchange(http, f"{running.ws_url}/test/echo/realtime", inputs, recorder=recorder)
     replayer[0].replay("test/echo", path, speed=0, strict=True)
@@ -202,7 +207,7 @@ async def test_gw_replay_4_an_input_past_the_recording_is_invalid_input(
 ) -> None:
     """GW-REPLAY-4: in a session the client closed, one input too many gets INVALID_INPUT."""
     path = tmp_path / "echo.jsonl"
-    recorder = Recorder(path, protocol="realtime", app="fal-ai/echo", path_option="/realtime")
+    recorder = realtime_recorder(path, "fal-ai/echo")
     url = f"{running.ws_url}/fal-ai/echo/realtime"
     live = await exchange(http, url, [pack({"n": 1})], recorder=recorder, close_after=1)
     replayer[0].replay("fal-ai/echo", path, speed=0)
@@ -267,7 +272,7 @@ async def test_gw_replay_6_lost_sockets_and_close_codes_end_as_recorded(
 ) -> None:
     """GW-REPLAY-6: a socket lost (1006) or closed with a code mid-session replays the same way."""
     path = tmp_path / "dropped.jsonl"
-    recorder = Recorder(path, protocol="realtime", app="fal-ai/echo", path_option="/realtime")
+    recorder = realtime_recorder(path, "fal-ai/echo")
     url = f"{running.ws_url}/fal-ai/echo/realtime?fal_faults={spec}"
     inputs = [pack({"n": n}) for n in range(3)]
     live = await exchange(http, url, inputs, recorder=recorder)
@@ -286,7 +291,7 @@ async def test_gw_replay_7_sockets_get_the_recorded_sessions_in_turn_and_keys_ar
 ) -> None:
     """GW-REPLAY-7: the n-th socket gets the n-th session (then the first again); keys count."""
     path = tmp_path / "two.jsonl"
-    recorder = Recorder(path, protocol="realtime", app="t/two", path_option="/realtime")
+    recorder = realtime_recorder(path, "t/two")
     for answer in ("first", "second"):
         recorder.opened("ws://h/t/two/realtime")
         recorder.sent("in")

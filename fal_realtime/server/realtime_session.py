@@ -36,7 +36,7 @@ from .registry import RealtimeApp, Route
 from .settings import Settings
 from .streaming_session import StreamingSession
 
-__all__ = ["handle_realtime"]
+__all__ = ["handle_realtime", "refuse_unauthorized"]
 
 
 def _parse_buffering(request: web.Request, default: int | None) -> int | None:
@@ -47,6 +47,17 @@ def _parse_buffering(request: web.Request, default: int | None) -> int | None:
         return validate_max_buffering(int(raw))
     except (TypeError, ValueError):
         raise json_error(400, f"max_buffering must be an integer in 1..60, got {raw!r}") from None
+
+
+async def refuse_unauthorized(
+    request: web.Request, ws: web.WebSocketResponse
+) -> web.WebSocketResponse:
+    """Accept the socket, send fal's Unauthorized frame and close 1008, as fal's edge does."""
+    # What fal's edge sends and its JavaScript client looks for.
+    await ws.prepare(request)
+    await ws.send_str(UNAUTHORIZED_FRAME)
+    await ws.close(code=1008, message=b"Unauthorized")
+    return ws
 
 
 async def handle_realtime(
@@ -71,11 +82,7 @@ async def handle_realtime(
         autoping=not faults.ignore_pings,
     )
     if faults.refuse_auth or verdict.subject is None:
-        # What fal's edge sends and its JavaScript client looks for.
-        await ws.prepare(request)
-        await ws.send_str(UNAUTHORIZED_FRAME)
-        await ws.close(code=1008, message=b"Unauthorized")
-        return ws
+        return await refuse_unauthorized(request, ws)
     async with serving_socket(ws):
         with settings.connection_slot(verdict.subject):
             await ws.prepare(request)

@@ -36,8 +36,9 @@ from .._protocol.recording import (
     parse_recording,
     plan_sessions,
 )
-from .._protocol.runner import UNAUTHORIZED_FRAME, error_frame
+from .._protocol.runner import error_frame
 from .common import CLOSE_HANDSHAKE_S, json_error
+from .realtime_session import refuse_unauthorized
 from .settings import Settings
 
 __all__ = ["ReplayApp", "handle_replay", "load_replay"]
@@ -204,10 +205,7 @@ async def handle_replay(
         timeout=CLOSE_HANDSHAKE_S,
     )
     if verdict.subject is None:
-        await ws.prepare(request)
-        await ws.send_str(UNAUTHORIZED_FRAME)
-        await ws.close(code=1008, message=b"Unauthorized")
-        return ws
+        return await refuse_unauthorized(request, ws)
     async with serving_socket(ws):
         with settings.connection_slot(verdict.subject):
             await ws.prepare(request)
