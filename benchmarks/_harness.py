@@ -304,7 +304,7 @@ async def _measure(
 def _fmt(value: float, unit: str) -> str:
     if math.isnan(value):
         return "n/a"
-    if unit in ("MB/s", "KiB", "N") or abs(value) >= 1000:
+    if unit in ("MB/s", "KiB", "N", "errors") or abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"

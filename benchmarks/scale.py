@@ -44,6 +44,11 @@ GATEWAY_SETTLE_S = 10.0
 OURS = "fal_realtime"
 OURS_SESSION = "fal_realtime (session=)"
 RAW = "raw aiohttp"
+#: What counts as an error (per connection, in the worker, then the gateway's side).
+COUNTED = (
+    "counted: failed opens or results, closes that raise or end with a code other than "
+    "1000, on_error calls, states other than CLOSED, tasks left, gateway fds left"
+)
 
 
 def label(name: str, n: int) -> str:
@@ -165,6 +170,6 @@ def _targets(result: ScenarioResult, ours_kinds: dict[str, str], largest: int) -
                 "<=",
                 0,
                 "errors",
-                note=f"errors summed over {len(errors)} round(s)",
+                note=f"summed over {len(errors)} round(s); {COUNTED}",
             )
         )
