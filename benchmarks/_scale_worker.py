@@ -106,7 +106,7 @@ class _Contender:
             await ws.close()
             await task
             if ws.close_code != 1000:
-                self.tally.add("close code", str(ws.close_code))
+                self.tally.add(f"close code {ws.close_code}")
 
         return close
 
@@ -124,7 +124,7 @@ class _Contender:
         async def close() -> None:
             await ws.close()
             if ws.close_code != 1000:
-                self.tally.add("close code", str(ws.close_code))
+                self.tally.add(f"close code {ws.close_code}")
 
         return close
 
@@ -140,7 +140,7 @@ class _Contender:
                 answered.set_result(None)
 
         def on_error(error: Any) -> None:
-            self.tally.add("on_error", f"{getattr(error, 'code', '?')}: {error}")
+            self.tally.add(f"on_error {getattr(error, 'code', '?')}", str(error))
 
         options: dict[str, Any] = {}
         if self.kind == "ours-session":
@@ -165,9 +165,9 @@ class _Contender:
         async def close() -> None:
             await conn.close()
             if conn.state is not fal_realtime.ConnectionState.CLOSED:
-                self.tally.add("state after close", str(conn.state))
+                self.tally.add(f"state {conn.state} after close")
             if closed_with and closed_with[-1] != 1000:
-                self.tally.add("close code", str(closed_with[-1]))
+                self.tally.add(f"close code {closed_with[-1]}")
 
         return close
 
@@ -214,7 +214,7 @@ async def _worker(kind: str, base: str, n: int) -> dict[str, Any]:
         closers.clear()
         left = len(asyncio.all_tasks()) - tasks_before
         if left > 0:
-            tally.add("tasks left after close", str(left))
+            tally.counts["tasks left after close"] += left
     return {
         "kind": kind,
         "n": n,

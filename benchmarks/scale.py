@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +45,7 @@ GATEWAY_SETTLE_S = 10.0
 OURS = "fal_realtime"
 OURS_SESSION = "fal_realtime (session=)"
 RAW = "raw aiohttp"
+Measure = Callable[[], Awaitable[Sample]]
 #: What counts as an error (per connection, in the worker, then the gateway's side).
 COUNTED = (
     "counted: failed opens or results, closes that raise or end with a code other than "
@@ -56,16 +58,23 @@ def label(name: str, n: int) -> str:
     return f"{name} ×{n:,}"
 
 
-def contender(env: Env, kind: str, n: int) -> Callable[[], Awaitable[Sample]]:
-    """Return a measure that runs one worker child of ``kind`` with ``n`` connections."""
+def contender(env: Env, kind: str, n: int, errors_by_kind: Counter[str]) -> Measure:
+    """Return a measure that runs one worker child of ``kind`` with ``n`` connections.
+
+    Each round's errors are also added, by kind, to ``errors_by_kind``.
+    """
 
     async def measure() -> Sample:
         gateway_fds = open_fds(env.gateway.pid)
         report = await _run_worker(kind, env.gateway.ws, n)
-        errors = sum(report["errors"].values())
         for what, detail in report["first_errors"].items():
-            print(f"    ! {kind} ×{n}: {what}: {detail}", file=sys.stderr, flush=True)
-        errors += await _gateway_fds_left(env, gateway_fds)
+            shown = f": {detail}" if detail else ""
+            print(f"    ! {kind} ×{n}: {what}{shown}", file=sys.stderr, flush=True)
+        counts = Counter(report["errors"])
+        if left := await _gateway_fds_left(env, gateway_fds):
+            counts["gateway fds left"] += left
+        errors_by_kind.update(counts)
+        errors = sum(counts.values())
         return {
             "open_s": report["open_s"],
             "close_s": report["close_s"],
@@ -134,14 +143,22 @@ async def run(env: Env) -> ScenarioResult:
         ours_kinds[OURS_SESSION] = "ours-session"
     result.notes.append(session_variant_note())
     sizes = opts.pick((1000,), (1000, 10_000))
+    errors: dict[str, Counter[str]] = {}
     for n in sizes:
-        table = {label(RAW, n): contender(env, "raw", n)}
-        table |= {label(name, n): contender(env, kind, n) for name, kind in ours_kinds.items()}
+        kinds = {RAW: "raw", **ours_kinds}
         if n == 1000 and not opts.quick:
-            table[label("websockets", n)] = contender(env, "websockets", n)
+            kinds["websockets"] = "websockets"
+        table = {
+            label(name, n): contender(env, kind, n, errors.setdefault(label(name, n), Counter()))
+            for name, kind in kinds.items()
+        }
         rounds = opts.n_rounds(1, 3) if n == 1000 else opts.n_rounds(1, 2)
         await interleave(result, table, rounds, timeout_s=120 + n * 0.05, warmup=False)
     _targets(result, ours_kinds, sizes[-1])
+    for row, counts in errors.items():
+        if counts:
+            kinds_seen = ", ".join(f"{what} ×{count:,}" for what, count in counts.most_common())
+            result.notes.append(f"{row}: errors over all rounds: {kinds_seen}")
     return result
 
 
