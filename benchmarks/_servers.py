@@ -19,6 +19,8 @@ with the demo apps, ``bench/up`` (HTTP over WebSockets to the upstream),
 ``bench/clock`` (realtime: answers ``{"t": arrival time}`` in the gateway's
 ``loop.time()``), and two control routes: ``POST /_bench/faults`` (``{"app", "spec"}``
 -> :meth:`Gateway.set_faults`) and ``GET /_bench/rss`` (the child's RSS in bytes).
+It runs with no per-key connection cap and asks for an open-files limit of
+``GATEWAY_FDS`` (capped by the hard limit): the scale scenario holds 10,000 sockets.
 
 To see where a server spends its time, set ``FAL_RT_BENCH_PROFILE_DIR=DIR``: every
 child then runs under pyinstrument and writes its profile to ``DIR/ROLE-PID.txt``
