@@ -6,6 +6,9 @@ warnings as errors; the tests in it rely on nothing but the fixture and the publ
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 import fal_realtime.pytest_plugin
@@ -172,3 +175,13 @@ def test_env_untouched():
     result.assert_outcomes(passed=1, warnings=0)
     fixtures = pytester.runpytest_inprocess("--fixtures", "-p", "no:cacheprovider")
     fixtures.stdout.fnmatch_lines(["*fal_gateway*"])
+
+
+def test_usr_test_9_the_example_test_file_passes(pytester: pytest.Pytester) -> None:
+    """USR-TEST-9: examples/test_with_fal_gateway.py, with its recording, passes as shipped."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    shutil.copy(examples / "test_with_fal_gateway.py", pytester.path)
+    shutil.copytree(examples / "recordings", pytester.path / "recordings")
+    pytester.makeini(f"[pytest]\nasyncio_mode = strict\n{QUIET_ASYNCIO}\n")
+    result = pytester.runpytest_inprocess("-W", "error", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6, warnings=0)
