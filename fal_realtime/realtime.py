@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
 import logging
 import os
@@ -43,6 +42,7 @@ from ._policy import (
 from ._protocol.apps import AppId, realtime_url, redact_url, resolve_base, token_url
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.realtime import FrameKind, classify, plain_result
+from ._protocol.session import ConnectionState
 from .errors import (
     CONNECTION_LOST,
     DECODE_ERROR,
@@ -64,17 +64,6 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 #: How long a new socket waits for an immediate refusal before it counts as open.
 REFUSAL_GRACE_S = 0.05
 Callback = Callable[..., Any]
-
-
-class ConnectionState(enum.StrEnum):
-    """Where a realtime connection is in its life."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    DORMANT = "dormant"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-    FAILED = "failed"
 
 
 _TERMINAL = frozenset({ConnectionState.CLOSED, ConnectionState.FAILED})
