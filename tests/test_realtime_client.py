@@ -11,6 +11,7 @@ import pytest
 
 import fal_realtime
 from fal_realtime import ConnectionState, RealtimeConnection, RealtimeError, ReconnectPolicy
+from fal_realtime._transport import shared_session
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import KEY, MS
@@ -116,7 +117,7 @@ async def test_rt_3_no_coalesce_paces_every_message_in_order(running: RunningGat
         started = loop.time()
         for i in range(30):
             await conn.send({"i": i})
-            assert len(conn._outbox) <= 4
+            assert conn.pending <= 4
         # 30 messages, one per 5 ms, at most 4 waiting: send() had to wait for room.
         assert loop.time() - started >= (30 - 4 - 1) * 5 * MS
         await rec.until(lambda: len(rec.results) == 30)
@@ -259,7 +260,7 @@ async def test_rt_11_drop_without_close_frame_reconnects_and_delivers_pending(
         await rec.until(lambda: ConnectionState.RECONNECTING in rec.states)
         for i in range(1, 6):
             await conn.send({"i": i})
-        assert len(conn._outbox) == 5
+        assert conn.pending == 5
         gateway.set_faults("fal-ai/echo", None)
         await rec.until(lambda: len(rec.results) == 6)
         assert [r["echo"]["i"] for r in rec.results] == list(range(6))
@@ -644,7 +645,7 @@ async def test_rt_31_an_interrupted_close_still_completes(running: RunningGatewa
     with pytest.raises(asyncio.CancelledError):
         await closing
     await conn.close()
-    assert conn.state is ConnectionState.CLOSED and conn._http.closed
+    assert conn.state is ConnectionState.CLOSED and shared_session() is None
     assert states[-1] is ConnectionState.CLOSED
 
 

@@ -420,13 +420,14 @@ def test_rt_machine_13_want_socket_opens_one_at_a_time() -> None:
 def test_rt_machine_14_close_is_final_and_quiet() -> None:
     """RT-MACHINE-14: close: closed; the socket's end then only reports on_close; no reopening."""
     session = machine()
-    assert session.close_requested() == [EnterState(S.CLOSED)]
+    assert session.close_requested() == []
     assert names(session.socket_closed(1000, now=0.0, pending=True)) == ["on_close:1000"]
     assert session.want_socket() == [] and session.retry_due() == []
+    assert session.closed() == [EnterState(S.CLOSED)]
     failed = RealtimeSession(retry=None, uses_tokens=False)
     failed.want_socket()
     failed.open_failed(error_for(INVALID_INPUT, "404", status=404), now=0.0)
-    assert failed.close_requested() == [] and failed.state is S.FAILED
+    assert failed.close_requested() == failed.closed() == [] and failed.state is S.FAILED
 
 
 def test_rt_machine_15_closing_while_opening_drops_late_outcomes() -> None:
@@ -435,7 +436,7 @@ def test_rt_machine_15_closing_while_opening_drops_late_outcomes() -> None:
     session.want_socket()
     session.close_requested()
     assert session.open_failed(error_for(CONNECTION_LOST, "down"), now=0.0) == []
-    assert session.state is S.CLOSED
+    assert session.state is S.CONNECTING and session.closed() == [EnterState(S.CLOSED)]
 
 
 def test_rt_machine_16_transition_table() -> None:

@@ -346,7 +346,12 @@ class RealtimeSession:
         return [] if self.closing else [OpenSocket()]
 
     def close_requested(self) -> list[Action]:
-        """``close()`` was called: no more sockets; ``closed`` unless already ``failed``."""
+        """``close()`` was called: no more sockets or decisions (the open one still reports)."""
+        self._closing = True
+        return []
+
+    def closed(self) -> list[Action]:
+        """``close()`` is done: ``closed``, unless the connection had ``failed``."""
         self._closing = True
         if self.state is ConnectionState.FAILED:
             return []

@@ -1,0 +1,160 @@
+"""The pieces of an HTTP-over-WebSocket connection: a socket with its reader, and a Response.
+
+One reader task per socket moves frames into a small bounded queue (so a large body
+is never held whole, and a socket that drops while idle is noticed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
+
+from ._cycles import release_socket, stop_task
+from ._protocol.http_ws import ResponseAssembler
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_INPUT,
+    RATE_LIMITED,
+    UNAUTHORIZED,
+    RealtimeError,
+    error_for,
+)
+
+__all__ = ["QUEUE_FRAMES", "Lost", "Reading", "Response", "Socket", "error_for_status"]
+
+#: Frames the reader may hold ahead of the consumer (memory stays bounded).
+QUEUE_FRAMES = 16
+
+
+def error_for_status(
+    status: int, body: Any, request_id: str | None, *, what: str = "request"
+) -> RealtimeError:
+    """Return the RealtimeError for an HTTP error status answered to a request."""
+    if status in (401, 403):
+        code = UNAUTHORIZED
+    elif status == 429:
+        code = RATE_LIMITED
+    elif status < 500:
+        code = INVALID_INPUT
+    else:
+        code = INTERNAL_ERROR
+    detail = body
+    if isinstance(body, bytes | bytearray):
+        text = bytes(body[:300]).decode("utf-8", "replace")
+        try:
+            parsed = orjson.loads(body)
+            detail = parsed.get("detail", text) if isinstance(parsed, dict) else text
+        except orjson.JSONDecodeError:
+            detail = text
+    return error_for(
+        code,
+        f"{what} failed with HTTP {status}: {detail}",
+        status=status,
+        body=body,
+        request_id=request_id,
+    )
+
+
+@dataclass(slots=True)
+class Response:
+    """One whole response: status, headers, body and timings."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    request_id: str
+    content: bytes
+    time_to_first_byte: float | None = None
+    server_time_to_first_byte: float | None = None
+    elapsed: float = 0.0
+    end: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """Return the body decoded as UTF-8."""
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """Return the body parsed as JSON."""
+        return orjson.loads(self.content)
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the status is below 400."""
+        return self.status < 400
+
+    def raise_for_status(self) -> Response:
+        """Raise :class:`RealtimeError` when the status is 400 or more; else return self."""
+        if self.status >= 400:
+            raise error_for_status(self.status, self.content, self.request_id)
+        return self
+
+
+class Lost:
+    """The reader's marker: the socket ended."""
+
+    __slots__ = ("close_code", "reason")
+
+    def __init__(self, close_code: int | None, reason: str) -> None:
+        self.close_code = close_code
+        self.reason = reason
+
+
+class Socket:
+    """One WebSocket, the task reading it, and the requests it still owes answers to."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[aiohttp.WSMessage | Lost] = asyncio.Queue(QUEUE_FRAMES)
+        self.pending = 0
+        self.assembler = ResponseAssembler()
+        self.lost: Lost | None = None
+        self.reader = asyncio.get_running_loop().create_task(
+            self._read(), name="fal-realtime-http-ws-reader"
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.lost is None and not self.ws.closed
+
+    async def _read(self) -> None:
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
+                await self.queue.put(msg)
+                continue
+            reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
+            self.lost = Lost(ws.close_code, reason)
+            await self.queue.put(self.lost)
+            return
+
+    async def close(self) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+        await stop_task(self.reader)
+        release_socket(self.ws)
+
+    async def abort(self) -> None:
+        """Drop the socket without a close handshake (a response was abandoned)."""
+        await stop_task(self.reader)
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=1000, message=b"response abandoned")
+        release_socket(self.ws)
+
+
+class Reading:
+    """Marks one response being read; a new read abandons an unfinished one."""
+
+    __slots__ = ("done", "socket")
+
+    def __init__(self, socket: Socket) -> None:
+        self.socket = socket
+        self.done = False
