@@ -1,41 +1,44 @@
 """Break the reference cycles that would keep finished sockets and tasks alive.
 
-aiohttp (3.14) keeps each finished WebSocket alive in reference cycles:
+A socket caught in a reference cycle is freed only by a full pass of Python's cycle
+collector, and in a process with thousands of long-lived objects full passes come
+minutes apart. Until then every lost socket keeps its transport, buffers, request and
+the session around it: with 100 connections and a fault a second that made RSS climb
+10% in 10 minutes (the soak, ``benchmarks/soak.py``). With the cycles broken, reference
+counting frees each socket the moment its owner lets go. Where they come from:
 
-- a close that failed (the peer was already gone) stores its exception on the socket,
-  and that exception's traceback holds the frame that holds the socket;
-- with a heartbeat, the connection's protocol keeps the socket's data callback.
-
-Python's cycle collector frees them, but only in a full pass, and in a process with
-thousands of long-lived objects full passes come minutes apart. Until then every lost
-socket keeps its transport, buffers, request and the session around it. With 100
-connections and a fault a second, that made RSS climb 10% in 10 minutes (the soak in
-``benchmarks/soak.py``); with the cycles broken, reference counting frees each socket
-the moment its owner lets go.
-
-Python 3.11's socket transport also keeps a bound method of itself; 3.12 clears it on
-close, and :func:`release_transport` does the same on 3.11. And a cancelled task keeps
-its ``CancelledError``, whose traceback holds the frames of the method it ran, whose
-``self`` often holds the task: :func:`stop_task` lets go of that error.
+- aiohttp: a close that failed (the peer was already gone) stores its exception on the
+  socket, and the exception's traceback holds the frame that holds the socket. Cleared
+  through public API: ``ws.exception().__traceback__``.
+- aiohttp's ``heartbeat=``: its callbacks and ping task hold the socket, differently in
+  each release (3.11–3.13: a pong-timeout handle; on Python 3.12+ an eagerly started ping
+  task). The clients do not use it: they run their own keep-alive (``_keepalive.py``).
+  The gateway's server sockets still do; for them the protocol's data callback is
+  dropped (a private attribute, the one left here).
+- CPython's socket transport keeps bound methods of itself: on 3.11 always; on 3.12 and
+  3.13 after ``abort()``, which is how a lost connection ends (``close()`` clears them).
+  :func:`release_transport` clears them (private attributes, this module only).
+- A cancelled task keeps its ``CancelledError``, whose traceback holds the frames of the
+  method it ran, whose ``self`` often holds the task: :func:`stop_task` lets go of it.
 
 The client, the gateway and the fault proxy call these once they are done with a
-socket or task; ``tests/test_cycles.py`` checks that lost, refused and closed sockets
-leave no cyclic garbage, so an aiohttp or Python that renames these attributes fails a
-test instead of leaking quietly.
+socket or task; ``tests/test_cycles.py`` checks on every supported Python that lost,
+refused and closed sockets leave no cyclic garbage, so an aiohttp or Python that renames
+these attributes fails a test instead of leaking quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 __all__ = ["release_socket", "release_transport", "serving_socket", "stop_task"]
 
-#: Python 3.12 breaks the transport's own cycle on close (CPython gh-100348).
-_TRANSPORT_KEEPS_ITSELF = sys.version_info < (3, 12)
+#: The bound methods of itself a CPython selector socket transport keeps (3.11: the
+#: first; 3.12+: both, cleared by ``close()`` but not by ``abort()``).
+_SELF_REFERENCES = ("_read_ready_cb", "_write_ready")
 
 
 def release_socket(ws: Any) -> None:
@@ -49,32 +52,43 @@ def release_socket(ws: Any) -> None:
     """
     if not ws.closed:
         return
-    if getattr(ws, "_exception", None) is not None:
-        ws._exception = None
-    # The heartbeat callback: on the client it hangs off the response's protocol, on
-    # the server off the request's. (A protocol is also a queue: compare with None.)
-    for owner, name in (("_response", "_protocol"), ("_req", "protocol")):
-        protocol = getattr(getattr(ws, owner, None), name, None)
-        if protocol is not None and getattr(protocol, "_data_received_cb", None) is not None:
-            protocol._data_received_cb = None
+    error = ws.exception()
+    while error is not None:  # the stored error and the ones it was raised from
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+    # The server-side heartbeat's callback hangs off the request's protocol (the
+    # clients use no aiohttp heartbeat). A protocol is also a queue: compare with None.
+    protocol = getattr(getattr(ws, "_req", None), "protocol", None)
+    if protocol is not None and getattr(protocol, "_data_received_cb", None) is not None:
+        protocol._data_received_cb = None
     release_transport(getattr(getattr(ws, "_writer", None), "transport", None))
 
 
 def release_transport(transport: asyncio.BaseTransport | None) -> None:
-    """Clear the reference a closing socket transport keeps to itself (Python 3.11).
+    """Clear the references a finished socket transport keeps to itself.
+
+    CPython's selector socket transport holds bound methods of itself
+    (``_read_ready_cb``; from 3.12 also ``_write_ready``). Python 3.11 never clears
+    them; 3.12 and 3.13 clear them in ``close()`` but not in ``abort()``, which is how a
+    lost connection ends. Either way the transport, its protocol and its buffers wait for
+    a full GC pass. Once the transport is closing with nothing left to write, its socket
+    is off the selector and neither method is called again.
 
     Args:
-        transport: a transport that :meth:`~asyncio.BaseTransport.close` was called on;
-            one still open, or from another event loop implementation, is left alone.
+        transport: a transport that was closed or aborted; one still open or still
+            flushing, or from another event loop implementation (uvloop), is left alone.
     """
-    if (
-        _TRANSPORT_KEEPS_ITSELF
-        and transport is not None
-        and transport.is_closing()
-        and getattr(transport, "_read_ready_cb", None) is not None
-    ):
-        # Its reader is already off the selector: the callback is never called again.
-        transport._read_ready_cb = None  # type: ignore[attr-defined]
+    if transport is None or not transport.is_closing():
+        return
+    if isinstance(transport, asyncio.WriteTransport):
+        try:
+            if transport.get_write_buffer_size():
+                return
+        except AttributeError:  # a closed TLS transport has let go of its protocol
+            return
+    for name in _SELF_REFERENCES:
+        if getattr(transport, name, None) is not None:
+            setattr(transport, name, None)
 
 
 @contextlib.asynccontextmanager

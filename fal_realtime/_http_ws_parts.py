@@ -17,6 +17,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from ._cycles import release_socket, stop_task
+from ._keepalive import PONG_MISSED_CODE, KeepAlive
 from ._protocol.http_ws import ResponseAssembler
 from .errors import (
     INTERNAL_ERROR,
@@ -109,8 +110,9 @@ class Lost:
 class Socket:
     """One WebSocket, the task reading it, and the requests it still owes answers to."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, heartbeat_s: float | None) -> None:
         self.ws = ws
+        self.keepalive = KeepAlive(heartbeat_s)
         self.queue: asyncio.Queue[aiohttp.WSMessage | Lost] = asyncio.Queue(QUEUE_FRAMES)
         self.pending = 0
         self.assembler = ResponseAssembler()
@@ -124,16 +126,43 @@ class Socket:
         return self.lost is None and not self.ws.closed
 
     async def _read(self) -> None:
+        keepalive = self.keepalive
+        pinger = None
+        try:
+            async with asyncio.timeout(None) as reading:
+                if keepalive.enabled:
+                    pinger = asyncio.get_running_loop().create_task(
+                        keepalive.run(self.ws, reading), name="fal-realtime-http-ws-keepalive"
+                    )
+                lost = await self._receive(keepalive)
+        except TimeoutError:
+            if not reading.expired():
+                raise
+            lost = Lost(PONG_MISSED_CODE, keepalive.missed)
+            # The cancelled receive() marked it 1006: close() drops the transport at once
+            # (bounded: a stalled link may not even take the close frame).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self.ws.close()
+        finally:
+            if pinger is not None:
+                await stop_task(pinger)
+        self.lost = lost
+        await self.queue.put(lost)
+
+    async def _receive(self, keepalive: KeepAlive) -> Lost:
         ws = self.ws
         while True:
             msg = await ws.receive()
+            keepalive.heard = True
             if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
                 await self.queue.put(msg)
-                continue
-            reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
-            self.lost = Lost(ws.close_code, reason)
-            await self.queue.put(self.lost)
-            return
+            elif msg.type is aiohttp.WSMsgType.PING:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(msg.data)
+            elif msg.type is not aiohttp.WSMsgType.PONG:
+                reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
+                return Lost(ws.close_code, reason)
 
     async def close(self) -> None:
         if not self.ws.closed:

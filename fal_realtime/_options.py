@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from ._auth import MISSING_KEY_MESSAGE, TokenProvider, TokenSource, resolve_key
+from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy, retry_sleep
 from ._protocol.apps import AppId, resolve_base, token_url, validate_max_buffering
 from ._protocol.codecs import Codec, Encoding, make_codec
@@ -82,6 +83,8 @@ class RealtimeOptions:
             validate_max_buffering(max_buffering)
         if max_frame_bytes <= 0:
             raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
+        if rest.get("heartbeat_s") is not None:
+            KeepAlive(rest["heartbeat_s"])  # validates it
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
         if rest.get("max_pending", 1) < 1:

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import tenacity
 
+from ._compat import reset_retrying
+
 __all__ = ["RateLimitPacer", "ReconnectPolicy", "retry_sleep", "set_testing"]
 
 T = TypeVar("T")
@@ -117,10 +119,9 @@ class ReconnectPolicy:
         try:
             return await retrying(fn)
         finally:
-            # A used controller sits in a reference cycle (its per-thread state holds
-            # bound methods of itself) that only a full GC pass frees; in a process that
-            # reconnects for weeks those pile up between passes. Resetting breaks it.
-            retrying.iter_state.reset()
+            # A used controller sits in a reference cycle that only a full GC pass frees;
+            # in a process that reconnects for weeks those pile up between passes.
+            reset_retrying(retrying)
 
     @classmethod
     def from_option(cls, option: bool | ReconnectPolicy | dict[str, Any]) -> ReconnectPolicy | None:

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from ._compat import ws_close_timeout
 from ._protocol.apps import redact_url
 from .errors import (
     CONNECTION_LOST,
@@ -127,17 +128,15 @@ async def open_socket(
     headers: Mapping[str, str],
     max_frame_bytes: int,
     open_timeout_s: float,
-    heartbeat_s: float | None = None,
     close_timeout_s: float | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
     """Open a WebSocket to ``url``; raise :class:`RealtimeError` if it cannot be opened.
 
-    Compression stays off (binary payloads gain nothing from it).
+    Compression stays off (binary payloads gain nothing from it). Pings are the
+    caller's: the socket is opened with ``autoping=False`` for :mod:`._keepalive`.
     """
-    options: dict[str, Any] = {}
-    if close_timeout_s is not None:
-        options["timeout"] = aiohttp.ClientWSTimeout(ws_close=close_timeout_s)
+    options = ws_close_timeout(close_timeout_s) if close_timeout_s is not None else {}
     with _mapped(
         redact_url(url), what="handshake", timeout_code=CONNECTION_LOST, timeout_s=open_timeout_s
     ):
@@ -145,7 +144,7 @@ async def open_socket(
             ws: aiohttp.ClientWebSocketResponse = await session.ws_connect(
                 url,
                 headers=headers,
-                heartbeat=heartbeat_s,
+                autoping=False,  # the keep-alive and the reader handle pings
                 max_msg_size=max_frame_bytes,
                 compress=0,
                 ssl=ssl_context if ssl_context is not None else True,

@@ -33,6 +33,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
 from ._http_ws_parts import Lost, Reading, Response, Socket, error_for_status
+from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
 from ._protocol.http_ws import Body, End, Start
@@ -378,7 +379,7 @@ class HttpWsConnection:
             ws = await self._open_once()
         else:
             ws = await self._open_with_retries(self._policy)
-        self._socket = Socket(ws)
+        self._socket = Socket(ws, self._heartbeat_s)
         return self._socket
 
     async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
@@ -398,7 +399,6 @@ class HttpWsConnection:
             headers={"Authorization": f"Key {self._key}"},
             max_frame_bytes=self._max_frame_bytes,
             open_timeout_s=self._open_timeout_s,
-            heartbeat_s=self._heartbeat_s,
             ssl_context=self._ssl_context,
         )
 
@@ -447,6 +447,8 @@ def ws(
         raise UnauthorizedError(UNAUTHORIZED, MISSING_KEY_MESSAGE)
     if max_frame_bytes <= 0:
         raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
+    if heartbeat_s is not None:
+        KeepAlive(heartbeat_s)  # validates it
     return HttpWsConnection(
         parsed,
         path=path,

@@ -19,6 +19,7 @@ Connections on one event loop share one ``aiohttp.ClientSession`` unless given
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import ssl
@@ -32,6 +33,7 @@ import aiohttp
 from ._auth import TokenProvider
 from ._cycles import release_socket, stop_task
 from ._dispatch import Callback, Callbacks, Dispatcher
+from ._keepalive import PONG_MISSED_CODE, KeepAlive
 from ._options import RealtimeOptions, retry_settings, retry_sleep
 from ._outbox import Outbox, Outgoing
 from ._policy import RateLimitPacer, ReconnectPolicy
@@ -66,6 +68,7 @@ __all__ = ["ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]
 log = logging.getLogger("fal_realtime")
 
 _BINARY, _TEXT, _ERROR = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.ERROR
+_PING, _PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
 
 
 def _count_error(stats: RealtimeStats) -> None:
@@ -388,7 +391,6 @@ class RealtimeConnection:
                 headers=headers,
                 max_frame_bytes=options.max_frame_bytes,
                 open_timeout_s=options.open_timeout_s,
-                heartbeat_s=options.heartbeat_s,
                 close_timeout_s=options.close_timeout_s,
                 ssl_context=options.ssl_context,
             )
@@ -398,18 +400,32 @@ class RealtimeConnection:
         # A new socket has sent nothing yet: its first frame need not wait out the
         # interval the old socket started.
         self._next_send_at = 0.0
+        keepalive = KeepAlive(options.heartbeat_s)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                refresher = None
+                helpers = []
                 if options.tokens is not None:
-                    refresher = group.create_task(self._refresh_loop(), name="fal-realtime-refresh")
+                    helpers.append(
+                        group.create_task(self._refresh_loop(), name="fal-realtime-refresh")
+                    )
                 try:
-                    code, cause = await self._read(ws)
+                    async with asyncio.timeout(None) as reading:
+                        if keepalive.enabled:
+                            helpers.append(
+                                group.create_task(
+                                    keepalive.run(ws, reading), name="fal-realtime-keepalive"
+                                )
+                            )
+                        code, cause = await self._read(ws, keepalive)
+                except TimeoutError:
+                    if not reading.expired():
+                        raise
+                    code, cause = PONG_MISSED_CODE, keepalive.missed
                 finally:
                     self._ws = self._group = None
-                    if refresher is not None:
-                        refresher.cancel()
+                    for helper in helpers:
+                        helper.cancel()
                     if self._writer is not None:
                         self._writer.cancel()
         finally:
@@ -434,27 +450,38 @@ class RealtimeConnection:
                 log.info("fal_realtime: token refresh for %s failed: %s", self.app, exc)
                 await asyncio.sleep(5.0)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str]:
+    async def _read(
+        self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
+    ) -> tuple[int | None, str]:
         """Read ``ws`` until it ends; return its close code and what ended it."""
         machine, dispatcher, stats = self._machine, self._dispatcher, self.stats
         codec = self._codec
         decode, custom, fast = codec.decode, codec.custom_decode, not codec.custom_decode
         # What the server sent along with its handshake is read before the socket counts
         # as open: an immediate refusal then fails connect() itself (no fixed wait).
+        msg: aiohttp.WSMessage | None = None
         while True:
             got = receive_now(ws)
             if not isinstance(got, tuple):
                 break
-            ended = self._frame(got, ws)
-            if ended is not None:
-                return ended
+            keepalive.heard = True
+            if got.type is _BINARY or got.type is _TEXT:
+                self._classified(classify(got.data, decode, custom_decode=custom), ws)
+            elif got.type is _PING or got.type is _PONG:
+                msg = got  # answered below, once the socket counts as open
+                break
+            else:
+                return self._ended(got, ws)
         self._do(machine.confirm())
-        if machine.confirmed:
+        if machine.confirmed and self._ws is None:
             self._ws = ws
             if self._outbox:
                 self._start_writer()
-        msg = await got
+        if msg is None:
+            assert not isinstance(got, tuple)
+            msg = await got
         while True:
+            keepalive.heard = True
             kind = msg.type
             if kind is _BINARY and fast:
                 # Hot path: a binary map that is plainly a result skips classification.
@@ -467,31 +494,21 @@ class RealtimeConnection:
                     if self._last_send_at is not None:
                         stats.last_latency_s = time.perf_counter() - self._last_send_at
                         self._last_send_at = None
-                    if not machine.confirmed:
-                        self._do(machine.result())
-                    else:
+                    if machine.confirmed:
                         machine.result()
+                    else:
+                        self._do(machine.result())
                     dispatcher.result(value)
                     msg = await ws.receive()
                     continue
             if kind is _BINARY or kind is _TEXT:
-                frame = classify(msg.data, decode, custom_decode=custom)
-                self._classified(frame, ws)
-                msg = await ws.receive()
-                continue
-            return self._ended(msg, ws)
-
-    def _frame(
-        self, msg: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse
-    ) -> tuple[int | None, str] | None:
-        """Handle one message read before the socket was confirmed."""
-        if msg.type is _BINARY or msg.type is _TEXT:
-            codec = self._codec
-            self._classified(
-                classify(msg.data, codec.decode, custom_decode=codec.custom_decode), ws
-            )
-            return None
-        return self._ended(msg, ws)
+                self._classified(classify(msg.data, decode, custom_decode=custom), ws)
+            elif kind is _PING:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(msg.data)
+            elif kind is not _PONG:
+                return self._ended(msg, ws)
+            msg = await ws.receive()
 
     def _classified(self, frame: Any, ws: aiohttp.ClientWebSocketResponse) -> None:
         confirmed = self._machine.confirmed
@@ -535,14 +552,13 @@ class RealtimeConnection:
             # close handshake (1000); cancelling the reader first would make it abnormal.
             self._closing_ws = ws
             await _close_quietly(ws)
+            release_socket(ws)
         if driver is not None:
             await stop_task(driver)
         if ws is not None and ws is self._closing_ws:
-            self._do(
-                self._machine.socket_closed(ws.close_code, now=self._loop.time(), pending=False)
-            )
-            release_socket(ws)
             self._closing_ws = None
+            now = self._loop.time()
+            self._do(self._machine.socket_closed(ws.close_code, now=now, pending=False))
         if not self._opened.done():
             self._opened.set_exception(
                 ConnectionLostError(CONNECTION_LOST, "the connection was closed while opening")

@@ -1,9 +1,14 @@
-"""Shared fixtures: a real gateway on 127.0.0.1 port 0 and an aiohttp client session."""
+"""Shared fixtures: a real gateway on 127.0.0.1 port 0 and an aiohttp client session.
+
+With ``FAL_RT_TEST_LOOP=uvloop`` every async test runs on uvloop (pytest-asyncio's
+loop-factory hook), which is how the test matrix's ``uvloop`` session runs the suite.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -75,3 +80,13 @@ def slow_upstream(gateway: Gateway) -> asyncio.Event:
 
     gateway.http_app("test/slow", upstream=handler)
     return release
+
+
+if os.environ.get("FAL_RT_TEST_LOOP") == "uvloop":
+    import uvloop
+
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+        """Run every async test and fixture on uvloop (the matrix's ``uvloop`` session)."""
+        return {"uvloop": uvloop.new_event_loop}

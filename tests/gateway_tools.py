@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 import ormsgpack
 
+from fal_realtime._compat import ws_close_timeout
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import AUTH, MS
@@ -90,7 +91,7 @@ async def open_realtime(
         realtime_url(running, app, query),
         headers=AUTH if headers is None else headers,
         autoclose=False,
-        timeout=aiohttp.ClientWSTimeout(ws_close=WAIT),
+        **ws_close_timeout(WAIT),
     )
 
 
