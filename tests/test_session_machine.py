@@ -206,6 +206,7 @@ def test_rt_machine_4_refusal_before_confirm_retries_once_then_fails() -> None:
         actions = session.socket_closed(1008, now=0.01, pending=False)
         if attempt == 1:
             assert names(actions) == ["DropToken", "retry:UNAUTHORIZED"]
+            assert "retrying once with a new token" in actions[-1].error.message  # type: ignore[union-attr]
             assert session.state is S.CONNECTING
             assert session.retry_due() == [OpenSocket()]
     assert names(actions) == [
@@ -466,3 +467,14 @@ def test_rt_machine_18_no_actions_without_a_socket() -> None:
     assert session.socket_closed(1006, now=0.0, pending=True) == []
     assert session.state is S.CONNECTING
     assert [isinstance(a, DropToken | SlowDown) for a in session.confirm()] == []
+
+
+def test_rt_machine_19_a_refused_key_header_is_final_at_once() -> None:
+    """RT-MACHINE-19: without tokens an Unauthorized frame is final: a new try would be too."""
+    session = RealtimeSession(retry=RETRY, uses_tokens=False)
+    session.want_socket()
+    session.socket_opened(now=0.0)
+    session.frame(Frame(FrameKind.UNAUTHORIZED, {}))
+    actions = session.socket_closed(1008, now=0.0, pending=False)
+    assert names(actions) == ["on_error:UNAUTHORIZED", "state:failed", "fail:UNAUTHORIZED"]
+    assert session.failure is not None and "check FAL_KEY" in session.failure.message

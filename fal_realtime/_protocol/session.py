@@ -89,6 +89,10 @@ TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
 #: Close codes that end a session normally (1009: a frame was too big, reported).
 _NORMAL_CLOSE_CODES: Final = frozenset({1000, 1009})
 _RETRYABLE_CODES: Final = frozenset({CONNECTION_LOST, TIMEOUT, RATE_LIMITED})
+#: What fal's edge sends, right after accepting the socket, when it refuses the token.
+_REFUSED_FRAME: Final = error_for(
+    UNAUTHORIZED, "the server refused the credentials (Unauthorized): check FAL_KEY / key="
+)
 
 
 class IllegalTransition(RuntimeError):
@@ -240,7 +244,7 @@ class RealtimeSession:
         if self.closing:
             return []
         if handshake and error.code == UNAUTHORIZED:
-            return self._refused(f"the handshake was refused (HTTP {error.status})", now)
+            return self._refused(error, now)
         if retryable(error):
             return self._attempt_failed(error, now)
         return self._fail(error)
@@ -322,7 +326,7 @@ class RealtimeSession:
             self._unauthorized_streak = 0
             self._end_outage()
         if sock.unauthorized:
-            return actions + self._refused("the server refused the token (Unauthorized)", now)
+            return actions + self._refused(_REFUSED_FRAME, now)
         if code == 1009:
             error = RealtimeError(
                 INVALID_INPUT, "the server closed the socket: a frame was too big (1009)"
@@ -375,20 +379,23 @@ class RealtimeSession:
             actions.append(OpenSocket())
         return actions
 
-    def _refused(self, what: str, now: float) -> list[Action]:
-        self._unauthorized_streak += 1
-        actions: list[Action] = [DropToken()] if self._uses_tokens else []
+    def _refused(self, error: RealtimeError, now: float) -> list[Action]:
+        """Credentials refused: with tokens, drop the token and retry once; else final."""
         if not self._uses_tokens:
-            return actions + self._fail(error_for(UNAUTHORIZED, f"{what}: check the key (FAL_KEY)"))
+            return self._fail(error)  # a Key header refused: a new attempt would be too
+        self._unauthorized_streak += 1
         if self._unauthorized_streak >= 2 or self._retry is None:
-            suffix = ", twice in a row" if self._unauthorized_streak >= 2 else ""
-            error = error_for(
+            twice = " twice in a row" if self._unauthorized_streak >= 2 else ""
+            final = error_for(
                 UNAUTHORIZED,
-                f"{what}{suffix}: check the key (FAL_KEY) and the app's permissions",
+                f"{error.message} (refused{twice}: check the app's permissions too)",
+                status=error.status,
             )
-            return actions + self._fail(error)
-        error = error_for(UNAUTHORIZED, f"{what}; retrying with a new token")
-        return actions + self._attempt_failed(error, now)
+            return [DropToken(), *self._fail(final)]
+        retry = error_for(
+            UNAUTHORIZED, f"{error.message} (retrying once with a new token)", status=error.status
+        )
+        return [DropToken(), *self._attempt_failed(retry, now)]
 
     def _attempt_failed(self, error: RealtimeError, now: float) -> list[Action]:
         retry = self._retry
