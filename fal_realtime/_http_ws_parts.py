@@ -1,14 +1,15 @@
-"""The pieces of an HTTP-over-WebSocket connection: a socket with its reader, and a Response.
+"""The pieces of an HTTP-over-WebSocket connection: its sockets, responses, and their reading.
 
 One reader task per socket moves frames into a small bounded queue (so a large body
-is never held whole, and a socket that drops while idle is noticed).
+is never held whole, and a socket that drops while idle is noticed);
+:class:`ResponseReader` takes responses off it one at a time, in request order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +19,27 @@ from multidict import CIMultiDictProxy
 
 from ._cycles import release_socket, stop_task
 from ._keepalive import PONG_MISSED_CODE, KeepAlive
-from ._protocol.http_ws import ResponseAssembler
+from ._protocol.http_ws import Body, End, ResponseAssembler, Start
 from .errors import (
+    CONNECTION_LOST,
     INTERNAL_ERROR,
     INVALID_INPUT,
     RATE_LIMITED,
     UNAUTHORIZED,
+    ConnectionLostError,
     RealtimeError,
     error_for,
 )
 
-__all__ = ["QUEUE_FRAMES", "Lost", "Reading", "Response", "Socket", "error_for_status"]
+__all__ = [
+    "QUEUE_FRAMES",
+    "Lost",
+    "Reading",
+    "Response",
+    "ResponseReader",
+    "Socket",
+    "error_for_status",
+]
 
 #: Frames the reader may hold ahead of the consumer (memory stays bounded).
 QUEUE_FRAMES = 16
@@ -187,3 +198,130 @@ class Reading:
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
         self.done = False
+
+
+class ResponseReader:
+    """Read responses off a connection's socket, one at a time, in the order requested.
+
+    The protocol cannot abort one response: a read cancelled mid-response, or a new
+    read while the previous response is unfinished, retires the socket (the next
+    ``send`` opens a new one); responses it still owed are lost, never resent.
+    """
+
+    _socket: Socket | None
+    _lost_requests: int
+    _reading: Reading | None
+    _awaiting_frame: bool
+    _to_close: list[Socket]
+    last_start: Start | None
+    last_end: End | None
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    async def _reap(self) -> None:
+        raise NotImplementedError
+
+    async def _begin_read(self) -> Reading:
+        self._check_open()
+        if self._awaiting_frame:
+            raise RuntimeError(
+                "concurrent reads are not allowed: recv(), stream(), events() and request() "
+                "read responses in order, one at a time"
+            )
+        previous = self._reading
+        if previous is not None and not previous.done:
+            await self._skip_rest(previous)
+        await self._reap()
+        if self._lost_requests:
+            self._lost_requests -= 1
+            raise ConnectionLostError(
+                CONNECTION_LOST,
+                "the connection dropped before this request's response arrived; "
+                "it was not resent (it may have been processed)",
+            )
+        socket = self._socket
+        if socket is None or socket.pending == 0:
+            raise RuntimeError("no request is waiting for a response: call send() first")
+        reading = Reading(socket)
+        self._reading = reading
+        return reading
+
+    def _end_read(self, reading: Reading, *, abandoned: bool = False) -> None:
+        if not reading.done and not abandoned:
+            # Cancelled mid-response: the protocol cannot abort one response, so the
+            # socket is out of step; drop it (the next send opens a new one).
+            self._drop_socket(reading)
+
+    async def _skip_rest(self, previous: Reading) -> None:
+        """Deal with a response left unfinished by a stream() the caller stopped iterating."""
+        socket = previous.socket
+        if self._socket is not socket or socket.pending <= 1:
+            # Nothing else is owed on that socket: dropping it is cheaper than draining.
+            self._drop_socket(previous)
+            return
+        # Later requests wait behind it on this socket: read the rest away to reach them.
+        try:
+            while not previous.done:
+                event = await self._next_event(previous)
+                if isinstance(event, End):
+                    socket.pending -= 1
+                    previous.done = True
+        except BaseException:
+            self._drop_socket(previous)
+            raise
+
+    def _drop_socket(self, reading: Reading) -> None:
+        """Retire the reading's socket: responses it still owes are lost (never resent)."""
+        reading.done = True
+        socket = reading.socket
+        if self._socket is socket:
+            self._socket = None
+            self._lost_requests += max(0, socket.pending - 1)
+            socket.pending = 0
+            socket.reader.cancel()
+            self._to_close.append(socket)
+
+    async def _next_event(self, reading: Reading) -> Start | Body | End:
+        if reading.done or reading is not self._reading:
+            raise RuntimeError(
+                "this response was abandoned (the next one was read, or its socket dropped)"
+            )
+        socket = reading.socket
+        self._awaiting_frame = True
+        try:
+            item = await socket.queue.get()
+        finally:
+            self._awaiting_frame = False
+        if isinstance(item, Lost):
+            self._drop_socket(reading)
+            raise ConnectionLostError(
+                CONNECTION_LOST,
+                f"the connection dropped mid-response ({item.reason}); the request was not resent",
+            )
+        try:
+            return socket.assembler.feed(item.data)
+        except RealtimeError:
+            self._drop_socket(reading)
+            raise
+
+    async def _start(self, reading: Reading) -> Start:
+        event = await self._next_event(reading)
+        if not isinstance(event, Start):  # the assembler refuses body/end before start
+            raise RealtimeError(INTERNAL_ERROR, "expected a start frame")
+        self.last_start = event
+        self.last_end = None
+        return event
+
+    async def _body(self, reading: Reading) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._next_event(reading)
+            if isinstance(event, Body):
+                yield event.data
+                continue
+            if isinstance(event, End):
+                self.last_end = event
+                reading.socket.pending -= 1
+                reading.done = True
+                return
+            raise RealtimeError(INTERNAL_ERROR, "a start frame arrived inside a response")

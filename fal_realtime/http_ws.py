@@ -23,7 +23,7 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any
 
@@ -32,17 +32,16 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
-from ._http_ws_parts import Lost, Reading, Response, Socket, error_for_status
+from ._http_ws_parts import Reading, Response, ResponseReader, Socket, error_for_status
 from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
-from ._protocol.http_ws import Body, End, Start
+from ._protocol.http_ws import End, Start
 from ._protocol.session import retryable
 from ._protocol.sse import SSEParser
 from ._transport import DEFAULT_MAX_FRAME_BYTES, SessionLease, open_socket, send_failed
 from .errors import (
     CONNECTION_LOST,
-    INTERNAL_ERROR,
     INVALID_INPUT,
     UNAUTHORIZED,
     ConnectionLostError,
@@ -53,7 +52,7 @@ from .errors import (
 __all__ = ["HttpWsConnection", "Response", "ws"]
 
 
-class HttpWsConnection:
+class HttpWsConnection(ResponseReader):
     """One HTTP-over-WebSocket connection to an app; see :func:`ws`."""
 
     def __init__(
@@ -256,110 +255,6 @@ class HttpWsConnection:
             return start, chunks, self.last_end
         finally:
             self._end_read(reading)
-
-    async def _begin_read(self) -> Reading:
-        self._check_open()
-        if self._awaiting_frame:
-            raise RuntimeError(
-                "concurrent reads are not allowed: recv(), stream(), events() and request() "
-                "read responses in order, one at a time"
-            )
-        previous = self._reading
-        if previous is not None and not previous.done:
-            await self._skip_rest(previous)
-        await self._reap()
-        if self._lost_requests:
-            self._lost_requests -= 1
-            raise ConnectionLostError(
-                CONNECTION_LOST,
-                "the connection dropped before this request's response arrived; "
-                "it was not resent (it may have been processed)",
-            )
-        socket = self._socket
-        if socket is None or socket.pending == 0:
-            raise RuntimeError("no request is waiting for a response: call send() first")
-        reading = Reading(socket)
-        self._reading = reading
-        return reading
-
-    def _end_read(self, reading: Reading, *, abandoned: bool = False) -> None:
-        if not reading.done and not abandoned:
-            # Cancelled mid-response: the protocol cannot abort one response, so the
-            # socket is out of step; drop it (the next send opens a new one).
-            self._drop_socket(reading)
-
-    async def _skip_rest(self, previous: Reading) -> None:
-        """Deal with a response left unfinished by a stream() the caller stopped iterating."""
-        socket = previous.socket
-        if self._socket is not socket or socket.pending <= 1:
-            # Nothing else is owed on that socket: dropping it is cheaper than draining.
-            self._drop_socket(previous)
-            return
-        # Later requests wait behind it on this socket: read the rest away to reach them.
-        try:
-            while not previous.done:
-                event = await self._next_event(previous)
-                if isinstance(event, End):
-                    socket.pending -= 1
-                    previous.done = True
-        except BaseException:
-            self._drop_socket(previous)
-            raise
-
-    def _drop_socket(self, reading: Reading) -> None:
-        """Retire the reading's socket: responses it still owes are lost (never resent)."""
-        reading.done = True
-        socket = reading.socket
-        if self._socket is socket:
-            self._socket = None
-            self._lost_requests += max(0, socket.pending - 1)
-            socket.pending = 0
-            socket.reader.cancel()
-            self._to_close.append(socket)
-
-    async def _next_event(self, reading: Reading) -> Start | Body | End:
-        if reading.done or reading is not self._reading:
-            raise RuntimeError(
-                "this response was abandoned (the next one was read, or its socket dropped)"
-            )
-        socket = reading.socket
-        self._awaiting_frame = True
-        try:
-            item = await socket.queue.get()
-        finally:
-            self._awaiting_frame = False
-        if isinstance(item, Lost):
-            self._drop_socket(reading)
-            raise ConnectionLostError(
-                CONNECTION_LOST,
-                f"the connection dropped mid-response ({item.reason}); the request was not resent",
-            )
-        try:
-            return socket.assembler.feed(item.data)
-        except RealtimeError:
-            self._drop_socket(reading)
-            raise
-
-    async def _start(self, reading: Reading) -> Start:
-        event = await self._next_event(reading)
-        if not isinstance(event, Start):  # the assembler refuses body/end before start
-            raise RealtimeError(INTERNAL_ERROR, "expected a start frame")
-        self.last_start = event
-        self.last_end = None
-        return event
-
-    async def _body(self, reading: Reading) -> AsyncIterator[bytes]:
-        while True:
-            event = await self._next_event(reading)
-            if isinstance(event, Body):
-                yield event.data
-                continue
-            if isinstance(event, End):
-                self.last_end = event
-                reading.socket.pending -= 1
-                reading.done = True
-                return
-            raise RealtimeError(INTERNAL_ERROR, "a start frame arrived inside a response")
 
     # -- connecting ----------------------------------------------------------------------
 
