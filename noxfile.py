@@ -92,6 +92,6 @@ def floors_session(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[-1])
 def uvloop(session: nox.Session) -> None:
-    """Run the suite with uvloop as the event loop."""
+    """Run the suite with uvloop as the event loop (uvloop is in the test extras)."""
     session.env["FAL_RT_TEST_LOOP"] = "uvloop"
-    _run_tests(session, "uvloop")
+    _run_tests(session)

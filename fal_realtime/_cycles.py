@@ -80,15 +80,15 @@ def release_transport(transport: asyncio.BaseTransport | None) -> None:
     """
     if transport is None or not transport.is_closing():
         return
-    if isinstance(transport, asyncio.WriteTransport):
-        try:
-            if transport.get_write_buffer_size():
-                return
-        except AttributeError:  # a closed TLS transport has let go of its protocol
-            return
-    for name in _SELF_REFERENCES:
-        if getattr(transport, name, None) is not None:
-            setattr(transport, name, None)
+    held = [name for name in _SELF_REFERENCES if getattr(transport, name, None) is not None]
+    # (Only socket transports hold these; a closed TLS transport cannot even be asked
+    # for its buffer size.)
+    if not held or (
+        isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size()
+    ):
+        return
+    for name in held:
+        setattr(transport, name, None)
 
 
 @contextlib.asynccontextmanager

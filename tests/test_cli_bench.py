@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
+
+import fal_realtime.cli
 
 from .child_tools import CHILD_ENV, CHILD_WAIT
 
@@ -40,3 +43,22 @@ def test_usr_cli_2_bench_runs_the_quick_suite(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["mode"] == "quick"
     assert [s["name"] for s in report["scenarios"]] == ["reconnect"]
+
+
+def test_usr_cli_3_the_script_and_both_python_m_forms_run_one_main() -> None:
+    """USR-CLI-3: fal-realtime is fal_realtime.cli:main; python -m fal_realtime[.cli] match it."""
+    (script,) = entry_points(group="console_scripts", name="fal-realtime")
+    assert script.load() is fal_realtime.cli.main
+    helps = [
+        subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_WAIT,
+            env=CHILD_ENV,
+            check=True,
+        ).stdout
+        for module in ("fal_realtime", "fal_realtime.cli")
+    ]
+    assert helps[0].startswith("usage: fal-realtime "), helps[0]
+    assert helps[1] == helps[0]

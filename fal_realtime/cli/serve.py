@@ -1,0 +1,128 @@
+"""``fal-realtime serve``: run the local gateway until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+from typing import Any
+
+from ._common import wait_for_stop
+
+EPILOG_SERVE = """examples:
+  fal-realtime serve --demo                       demo apps on http://127.0.0.1:8080
+  fal-realtime serve --demo --port 0 --no-auth    any free port, no keys
+  fal-realtime serve --upstream me/api=http://127.0.0.1:8000
+  fal-realtime serve --demo --fault fal-ai/echo=drop_after=3;drop_mode=abort
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` subcommand and its options to ``sub``."""
+    serve = sub.add_parser(
+        "serve",
+        help="run the local gateway",
+        epilog=EPILOG_SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.set_defaults(run=run)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    serve.add_argument("--demo", action="store_true", help="host the demo apps")
+    serve.add_argument("--no-auth", action="store_true", help="accept every connection")
+    serve.add_argument(
+        "--max-connections-per-key",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="concurrent WebSockets per key or token holder (0: no limit; default 1000)",
+    )
+    serve.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accepted key (repeatable; default FAL_KEY, else a printed development key)",
+    )
+    serve.add_argument("--certfile", help="TLS certificate (serve wss://)")
+    serve.add_argument("--keyfile", help="TLS private key")
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="OWNER/APP=URL",
+        help="front an HTTP app over HTTP-over-WebSockets (repeatable)",
+    )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="OWNER/APP=SPEC",
+        help="inject faults into an app, e.g. fal-ai/echo=drop_after=3 (repeatable)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the gateway ``args`` describe until Ctrl-C; return the exit status."""
+    # Build everything that can refuse bad options before the loop starts.
+    gateway, context = _build_gateway(args), _ssl_context(args)
+    return asyncio.run(_serve(args, gateway, context))
+
+
+def _build_gateway(args: argparse.Namespace) -> Any:
+    from ..server import Gateway
+
+    keys = list(args.key) or ([os.environ["FAL_KEY"]] if os.environ.get("FAL_KEY") else [])
+    gateway = Gateway(
+        keys=keys,
+        auth=not args.no_auth,
+        max_connections_per_key=args.max_connections_per_key or None,
+    )
+    if args.demo:
+        from ..server.demo import register_demo_apps
+
+        register_demo_apps(gateway)
+    for item in args.upstream:
+        app_id, sep, url = item.partition("=")
+        if not sep:
+            raise ValueError(f"--upstream {item!r}: expected OWNER/APP=URL")
+        gateway.http_app(app_id, upstream=url)
+    for item in args.fault:
+        app_id, sep, spec = item.partition("=")
+        if not sep:
+            raise ValueError(f"--fault {item!r}: expected OWNER/APP=SPEC")
+        gateway.set_faults(app_id, spec)
+    return gateway
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.certfile and not args.keyfile:
+        return None
+    if not (args.certfile and args.keyfile):
+        raise ValueError("--certfile and --keyfile go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    return context
+
+
+async def _serve(args: argparse.Namespace, gateway: Any, context: ssl.SSLContext | None) -> int:
+    async with gateway.serve(args.host, args.port, ssl_context=context) as running:
+        host_port = f"{running.host}:{running.port}"
+        print(f"fal-realtime gateway listening on {running.url}", flush=True)
+        if gateway.generated_key:
+            print(f"development key (generated): {gateway.generated_key}")
+            print(f"export FAL_KEY={gateway.generated_key}")
+        elif not gateway.auth_enabled:
+            print("auth: off (--no-auth); any key is accepted")
+        else:
+            print("auth: the key(s) you supplied")
+        host = host_port if running.tls else running.ws_url
+        print(f"export FAL_RUN_HOST={host}")
+        print(f"export FAL_WS_RUN_HOST={host}")
+        if running.tls:
+            print(f"export FAL_REST_URL={running.url}")
+        print("press Ctrl-C to stop", flush=True)
+        await wait_for_stop()
+    print("gateway stopped", flush=True)
+    return 0
