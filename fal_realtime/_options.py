@@ -66,7 +66,15 @@ class RealtimeOptions:
         token_expiration: int,
         use_jwt: bool,
         query: Mapping[str, str] | None,
-        **rest: Any,
+        path: str,
+        coalesce: bool,
+        max_pending: int,
+        heartbeat_s: float | None,
+        open_timeout_s: float,
+        close_timeout_s: float,
+        ssl_context: ssl.SSLContext | None,
+        connection_key: str | None,
+        session: aiohttp.ClientSession | None,
     ) -> RealtimeOptions:
         """Validate ``connect()``'s arguments (before any I/O) and build the record.
 
@@ -83,12 +91,12 @@ class RealtimeOptions:
             validate_max_buffering(max_buffering)
         if max_frame_bytes <= 0:
             raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
-        if rest.get("heartbeat_s") is not None:
-            KeepAlive(rest["heartbeat_s"])  # validates it
+        if heartbeat_s is not None:
+            KeepAlive(heartbeat_s)  # validates it
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
-        if rest.get("max_pending", 1) < 1:
-            raise ValueError(f"max_pending must be >= 1, got {rest['max_pending']}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         policy = ReconnectPolicy.from_option(reconnect)
         codec = make_codec(encoding, encode_message=encode_message, decode_message=decode_message)
         env = os.environ
@@ -105,7 +113,7 @@ class RealtimeOptions:
                 key=resolved_key,
                 token_provider=token_provider,
                 token_expiration_s=float(token_expiration),
-                ssl_context=rest.get("ssl_context"),
+                ssl_context=ssl_context,
             )
         return cls(
             app=parsed,
@@ -119,7 +127,15 @@ class RealtimeOptions:
             max_backlog=max_backlog,
             policy=policy,
             max_frame_bytes=max_frame_bytes,
-            **rest,
+            path=path,
+            coalesce=coalesce,
+            max_pending=max_pending,
+            heartbeat_s=heartbeat_s,
+            open_timeout_s=open_timeout_s,
+            close_timeout_s=close_timeout_s,
+            ssl_context=ssl_context,
+            connection_key=connection_key,
+            session=session,
         )
 
 
