@@ -93,6 +93,22 @@ _RESULT = "on_result"
 class Dispatcher:
     """Invoke callbacks in event order, inline when idle; see the module docstring."""
 
+    __slots__ = (
+        "_backlog",
+        "_busy",
+        "_callbacks",
+        "_idle",
+        "_max_backlog",
+        "_name",
+        "_on_callback_error",
+        "_on_drop",
+        "_results",
+        "_results_waiting",
+        "_running",
+        "_states",
+        "_stopped",
+    )
+
     def __init__(
         self,
         callbacks: Callbacks,
@@ -102,7 +118,8 @@ class Dispatcher:
         on_callback_error: Callable[[], None],
         name: str,
     ) -> None:
-        self._backlog: collections.deque[tuple[str, tuple[Any, ...]]] = collections.deque()
+        # Made when something must wait (a callback suspended), dropped once drained.
+        self._backlog: collections.deque[tuple[str, tuple[Any, ...]]] | None = None
         self._results_waiting = 0
         self._max_backlog = max_backlog
         self._on_drop = on_drop
@@ -113,8 +130,9 @@ class Dispatcher:
         self._idle: asyncio.Future[None] | None = None
         self._stopped = False
         # Held weakly: an iterator the caller drops without using takes its queue with it.
-        self._results: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
-        self._states: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
+        # Made on first use: most connections never iterate.
+        self._results: weakref.WeakSet[Subscription[Any]] | None = None
+        self._states: weakref.WeakSet[Subscription[Any]] | None = None
         self.callbacks = callbacks
 
     @property
@@ -133,48 +151,61 @@ class Dispatcher:
         if self._results:
             for sub in self._results:
                 sub.push(value)
-        if self._busy is None and not self._running and not self._backlog:
-            callback = self._callbacks.on_result
-            if callback is not None and not self._stopped:
-                self._running = True
-                try:
-                    self._call(_RESULT, callback, (value,))
-                finally:
-                    self._running = False
-                if self._backlog and self._busy is None:
-                    self._drain()
-            return
         if self._stopped:
             return
+        if self._busy is None and not self._running and not self._backlog:
+            self._deliver_now(_RESULT, (value,))
+            return
+        backlog = self._queue()
         if self._results_waiting >= self._max_backlog:
-            for index, (name, _) in enumerate(self._backlog):
+            for index, (name, _) in enumerate(backlog):
                 if name == _RESULT:
-                    del self._backlog[index]
+                    del backlog[index]
                     self._results_waiting -= 1
                     self._on_drop("slow_consumer")
                     break
         self._results_waiting += 1
-        self._backlog.append((_RESULT, (value,)))
+        backlog.append((_RESULT, (value,)))
 
     def emit(self, name: str, *args: Any) -> None:
         """Deliver a non-result event (error, meta, state change, open, close) in order."""
-        if name == "on_state_change":
+        if name == "on_state_change" and self._states:
             for sub in self._states:
                 sub.push(args[0])
         if self._stopped:
             return
-        self._backlog.append((name, args))
-        if self._busy is None and not self._running:
-            self._drain()
+        if self._busy is None and not self._running and not self._backlog:
+            self._deliver_now(name, args)
+        else:
+            self._queue().append((name, args))
+
+    def _queue(self) -> collections.deque[tuple[str, tuple[Any, ...]]]:
+        if self._backlog is None:
+            self._backlog = collections.deque()
+        return self._backlog
 
     # -- delivery -------------------------------------------------------------------------
+
+    def _deliver_now(self, name: str, args: tuple[Any, ...]) -> None:
+        """Call the callback for an event nothing waits ahead of, then what it queued."""
+        callback = getattr(self._callbacks, name)
+        if callback is None:
+            return
+        self._running = True
+        try:
+            self._call(name, callback, args)
+        finally:
+            self._running = False
+        if self._backlog and self._busy is None:
+            self._drain()
 
     def _drain(self) -> None:
         """Deliver queued events until one suspends or none is left."""
         self._running = True
         try:
-            while self._backlog and self._busy is None:
-                name, args = self._backlog.popleft()
+            backlog = self._backlog
+            while backlog and self._busy is None:
+                name, args = backlog.popleft()
                 if name == _RESULT:
                     self._results_waiting -= 1
                 callback = getattr(self._callbacks, name)
@@ -182,8 +213,10 @@ class Dispatcher:
                     self._call(name, callback, args)
         finally:
             self._running = False
-        if self._busy is None and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        if self._busy is None:
+            self._backlog = None
+            if self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
 
     def _call(self, name: str, callback: Callback, args: tuple[Any, ...]) -> None:
         try:
@@ -230,14 +263,18 @@ class Dispatcher:
                 CALLBACK_ERROR, f"{name} callback raised {type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
-            self._backlog.appendleft(("on_error", (error,)))
+            self._queue().appendleft(("on_error", (error,)))
 
     # -- pull-style consumers ----------------------------------------------------
 
     def subscribe_results(self) -> Subscription[Any]:
+        if self._results is None:
+            self._results = weakref.WeakSet()
         return self._subscribe(self._results, lambda: self._on_drop("results"))
 
     def subscribe_states(self) -> Subscription[Any]:
+        if self._states is None:
+            self._states = weakref.WeakSet()
         return self._subscribe(self._states, lambda: None)
 
     def _subscribe(
@@ -264,8 +301,8 @@ class Dispatcher:
             except TimeoutError:
                 log.warning("fal_realtime: callbacks still running after close; cancelled")
         self._stopped = True
-        self._backlog.clear()
-        for sub in (*self._results, *self._states):
+        self._backlog = None
+        for sub in (*(self._results or ()), *(self._states or ())):
             sub.end()
         busy = self._busy
         if busy is not None:

@@ -67,6 +67,33 @@ def _count_error(stats: RealtimeStats) -> None:
 class Driver:
     """The asyncio side of a realtime connection (the public API is its subclass's)."""
 
+    # Slots: a service holds thousands of idle connections.
+    __slots__ = (
+        "__weakref__",
+        "_closer",
+        "_closing_ws",
+        "_codec",
+        "_dispatcher",
+        "_driver",
+        "_group",
+        "_last_send_at",
+        "_lease",
+        "_loop",
+        "_machine",
+        "_max_frame_bytes",
+        "_next_send_at",
+        "_opened",
+        "_options",
+        "_outbox",
+        "_pacer",
+        "_token",
+        "_writer",
+        "_ws",
+        "app",
+        "connection_key",
+        "stats",
+    )
+
     def __init__(self, options: RealtimeOptions, callbacks: Callbacks) -> None:
         self.app = options.app
         self.connection_key = options.connection_key

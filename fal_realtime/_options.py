@@ -21,6 +21,8 @@ from .errors import UNAUTHORIZED, UnauthorizedError
 
 __all__ = ["RealtimeOptions", "retry_settings", "retry_sleep"]
 
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
+
 
 @dataclass(frozen=True, slots=True)
 class RealtimeOptions:
@@ -119,7 +121,7 @@ class RealtimeOptions:
             app=parsed,
             url_base=base,
             max_buffering=max_buffering,
-            extra_query=MappingProxyType(dict(query or {})),
+            extra_query=MappingProxyType(dict(query)) if query else _NO_QUERY,
             key=resolved_key,
             tokens=tokens,
             codec=codec,

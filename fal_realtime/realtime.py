@@ -39,6 +39,8 @@ __all__ = ["ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]
 class RealtimeConnection(Driver):
     """A realtime connection to one fal app; see :func:`fal_realtime.connect`."""
 
+    __slots__ = ()
+
     # -- public API ------------------------------------------------------------------
 
     @property

@@ -194,6 +194,21 @@ class _Socket:
 class RealtimeSession:
     """Decide a realtime connection's life; see the module docstring."""
 
+    __slots__ = (
+        "_attempts",
+        "_busy",
+        "_closing",
+        "_delays",
+        "_ever_opened",
+        "_outage_started_at",
+        "_retry",
+        "_socket",
+        "_unauthorized_streak",
+        "_uses_tokens",
+        "failure",
+        "state",
+    )
+
     def __init__(self, *, retry: RetrySettings | None, uses_tokens: bool) -> None:
         self.state = ConnectionState.CONNECTING
         #: The error the connection failed with, once ``failed``.
