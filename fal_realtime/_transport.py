@@ -103,21 +103,26 @@ def status_error(status: int, *, what: str, where: str, detail: str = "") -> Rea
 
 
 @contextlib.contextmanager
-def _mapped(where: str, *, what: str, timeout_code: str, timeout_s: float) -> Iterator[None]:
-    """Turn aiohttp's and the OS's exceptions into RealtimeError (causes dropped: URLs)."""
+def _mapped(url: str, *, what: str, timeout_code: str, timeout_s: float) -> Iterator[None]:
+    """Turn aiohttp's and the OS's exceptions into RealtimeError (causes dropped: URLs).
+
+    Messages name the URL with its token redacted (computed only when something failed).
+    """
     try:
         yield
     except aiohttp.WSServerHandshakeError as exc:
-        raise status_error(exc.status, what=what, where=where) from None
+        raise status_error(exc.status, what=what, where=redact_url(url)) from None
     except aiohttp.ClientConnectorCertificateError:
         raise UntrustedCertificateError(
             CONNECTION_LOST,
-            f"the TLS certificate of {where} was not trusted: pass ssl_context= with a "
-            "context that trusts it (verification stays on)",
+            f"the TLS certificate of {redact_url(url)} was not trusted: pass ssl_context= with "
+            "a context that trusts it (verification stays on)",
         ) from None
     except TimeoutError:
+        where = redact_url(url)
         raise error_for(timeout_code, f"{what} with {where} took over {timeout_s:g} s") from None
     except (aiohttp.ClientError, OSError) as exc:
+        where = redact_url(url)
         raise error_for(CONNECTION_LOST, f"cannot reach {where}: {type(exc).__name__}") from None
 
 
@@ -137,9 +142,7 @@ async def open_socket(
     caller's: the socket is opened with ``autoping=False`` for :mod:`._keepalive`.
     """
     options = ws_close_timeout(close_timeout_s) if close_timeout_s is not None else {}
-    with _mapped(
-        redact_url(url), what="handshake", timeout_code=CONNECTION_LOST, timeout_s=open_timeout_s
-    ):
+    with _mapped(url, what="handshake", timeout_code=CONNECTION_LOST, timeout_s=open_timeout_s):
         async with asyncio.timeout(open_timeout_s):
             ws: aiohttp.ClientWebSocketResponse = await session.ws_connect(
                 url,
