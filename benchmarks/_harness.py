@@ -178,6 +178,27 @@ class ScenarioResult:
         ratios = Metric([x / y for x, y in zip(xs, ys, strict=False) if y and not math.isnan(x)])
         return ratios.median, ratios.spread
 
+    def ratio_of_medians(self, a: str, b: str, metric: str, slices: int) -> tuple[float, float]:
+        """Return ``median(a) / median(b)`` of ``metric`` over all rounds, and its spread.
+
+        For per-trial scenarios (one sample per round): the ratio of the two medians,
+        and the spread of that same ratio over ``slices`` consecutive runs of rounds.
+        """
+        try:
+            xs, ys = self.rows[a][metric].values, self.rows[b][metric].values
+        except KeyError:
+            return math.nan, 0.0
+        whole = Metric(xs).median / Metric(ys).median
+        size = max(1, min(len(xs), len(ys)) // slices)
+        parts = [
+            Metric(xs[i : i + size]).median / Metric(ys[i : i + size]).median
+            for i in range(0, size * slices, size)
+            if len(xs[i : i + size]) == size and len(ys[i : i + size]) == size
+        ]
+        finite = [r for r in parts if not math.isnan(r)]
+        spread = (max(finite) - min(finite)) / whole if len(finite) > 1 and whole else 0.0
+        return whole, spread
+
     def difference(self, a: str, b: str, metric: str) -> tuple[float, float]:
         """Return the median per-round difference ``a - b`` of ``metric`` and its range."""
         try:
@@ -193,6 +214,16 @@ class ScenarioResult:
         self, label: str, a: str, b: str, metric: str, op: str, threshold: float, note: str = ""
     ) -> Target:
         value, spread = self.ratio(a, b, metric)
+        target = Target(label, value, op, threshold, "x", spread, note)
+        self.targets.append(target)
+        return target
+
+    def target_ratio_of_medians(
+        self, label: str, a: str, b: str, metric: str, op: str, threshold: float, slices: int
+    ) -> Target:
+        """Add a target on the ratio of two medians (see :meth:`ratio_of_medians`)."""
+        value, spread = self.ratio_of_medians(a, b, metric, slices)
+        note = f"ratio of medians; ± over {slices} slices of the rounds"
         target = Target(label, value, op, threshold, "x", spread, note)
         self.targets.append(target)
         return target
@@ -273,7 +304,7 @@ async def _measure(
 def _fmt(value: float, unit: str) -> str:
     if math.isnan(value):
         return "n/a"
-    if unit in ("MB/s", "KiB", "N") or abs(value) >= 1000:
+    if unit in ("MB/s", "KiB", "N", "errors") or abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"

@@ -29,6 +29,8 @@ def plot(document: dict[str, Any], path: str) -> None:
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         if scenario["name"] == "capacity":
             _capacity(ax, scenario)
+        elif scenario["name"] == "scale":
+            _ratios(ax, scenario)
         else:
             _bars(ax, scenario)
     for ax in list(axes.flat)[len(scenarios) :]:
@@ -70,6 +72,8 @@ def _bars(ax: Any, scenario: dict[str, Any]) -> None:
     ax.barh(list(y), medians, xerr=[lows, highs], color=colors, capsize=2)
     ax.set_yticks(list(y), names, fontsize=7)
     ax.invert_yaxis()
+    if medians and min(medians) > 0 and max(medians) / min(medians) > 20:
+        ax.set_xscale("log")  # e.g. cold start: 0.6 ms next to 50 ms
     ax.set_xlabel(f"{metric} ({scenario['units'][metric]})", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     for target in scenario["targets"]:
@@ -77,6 +81,26 @@ def _bars(ax: Any, scenario: dict[str, Any]) -> None:
         if target["unit"] != "x" and unit.startswith(target["unit"]):  # absolute, this metric
             ax.axvline(target["threshold"], color="black", linestyle="--", linewidth=0.8)
     ax.set_title(f"{scenario['name']}: {_verdicts(scenario)}", fontsize=8)
+
+
+def _ratios(ax: Any, scenario: dict[str, Any]) -> None:
+    """Draw each ratio target (this client / the floor) as a bar, its threshold as a tick."""
+    targets = [t for t in scenario["targets"] if t["unit"] == "x" and t["value"] is not None]
+    y = list(range(len(targets)))
+    values = [t["value"] for t in targets]
+    halves = [t["value"] * (t["spread"] or 0) / 2 for t in targets]
+    ax.barh(y, values, xerr=halves, color=OURS, capsize=2)
+    ax.scatter([t["threshold"] for t in targets], y, marker="|", s=300, color="black", zorder=3)
+    ax.axvline(1.0, color="black", linewidth=0.6)
+    names = [
+        f"{'✓' if t['met'] else '✗'} {t['label'].replace(' vs raw aiohttp', '')}" for t in targets
+    ]
+    ax.set_yticks(y, names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("fal_realtime / raw aiohttp (lower is better; | marks the target)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    rest = [t for t in scenario["targets"] if t["unit"] != "x"]
+    ax.set_title(f"{scenario['name']}: {_verdicts({'targets': rest})}", fontsize=8)
 
 
 def _capacity(ax: Any, scenario: dict[str, Any]) -> None:

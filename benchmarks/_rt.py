@@ -4,11 +4,19 @@
 - ``websockets``: ``websockets.asyncio.client.connect`` + ormsgpack by hand.
 - ``fal_realtime``: :func:`fal_realtime.connect` (throttle off unless asked, ``Key`` header).
 - ``fal-client``: ``AsyncClient.realtime`` over ``wss://`` (it always uses TLS and a token).
+
+Issue 12's comparisons also use *the careful user's* raw aiohttp: one shared
+``ClientSession`` (no connector limit) and ``ws_connect(..., heartbeat=30)`` per socket
+(:func:`careful_session`, :func:`careful_ws_connect`). Whether :func:`fal_realtime.connect`
+takes a ``session=`` keyword (the client core's redesign adds one) is found out with
+``inspect.signature`` (:func:`connect_takes_session`), so the same benchmark measures the
+client before and after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,18 +29,52 @@ from ._env import KEY, Env
 from ._harness import Sample
 
 __all__ = [
+    "HEARTBEAT_S",
     "PAYLOAD",
+    "careful_session",
+    "careful_ws_connect",
+    "connect_takes_session",
     "contenders",
     "open_fal_client",
     "open_ours",
     "open_raw",
     "open_websockets",
     "realtime_url",
+    "session_variant_note",
 ]
 
 #: A small realtime input, as a prompt-driven app gets.
 PAYLOAD: dict[str, Any] = {"prompt": "a photo of a cat", "seed": 42, "steps": 2}
 HEADERS = {"Authorization": f"Key {KEY}"}
+#: The ping interval of both sides in issue 12's comparisons (this client's default).
+HEARTBEAT_S = 30.0
+
+
+def connect_takes_session() -> bool:
+    """Tell whether :func:`fal_realtime.connect` accepts a ``session=`` keyword."""
+    return "session" in inspect.signature(fal_realtime.connect).parameters
+
+
+def session_variant_note() -> str:
+    """Say which variant of ``connect()`` this run measures (for the scenario's notes)."""
+    if connect_takes_session():
+        return (
+            "connect() takes session=: measured by default and with session= "
+            "(one ClientSession shared by all of this client's connections)"
+        )
+    return "connect() has no session= keyword: measured by default only"
+
+
+def careful_session() -> aiohttp.ClientSession:
+    """Return the one shared session a careful raw aiohttp user holds (no connector cap)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
+async def careful_ws_connect(
+    session: aiohttp.ClientSession, url: str
+) -> aiohttp.ClientWebSocketResponse:
+    """Open one socket the careful user's way: ``Key`` header, heartbeat on, no compression."""
+    return await session.ws_connect(url, headers=HEADERS, heartbeat=HEARTBEAT_S, compress=0)
 
 
 def realtime_url(base: str, app: str = "fal-ai/echo") -> str:
@@ -52,17 +94,20 @@ def contenders(
     ours: Callable[..., Measure],
     fal_client: Callable[[Env, float], Measure],
     full_extra: dict[str, Measure] | None = None,
+    ours_variants: dict[str, Measure] | None = None,
 ) -> dict[str, Measure]:
     """Return a realtime scenario's contenders, in run order, built from its measures.
 
-    The full run adds ``full_extra``, then each client against the raw echo server
-    (where the client, not the gateway, is the bottleneck).
+    ``ours_variants`` (e.g. an ``async def`` callback) run right after ``fal_realtime``,
+    in quick runs too. The full run adds ``full_extra``, then each client against the
+    raw echo server (where the client, not the gateway, is the bottleneck).
     """
     gw = env.gateway
     table = {
         "raw aiohttp": raw(realtime_url(gw.ws), seconds),
         "websockets": websockets_(realtime_url(gw.ws), seconds),
         "fal_realtime": ours(gw.ws, seconds, env),
+        **(ours_variants or {}),
         "fal-client (wss)": fal_client(env, seconds),
         "fal_realtime (wss)": ours(gw.wss, seconds, env),
     }

@@ -19,6 +19,8 @@ with the demo apps, ``bench/up`` (HTTP over WebSockets to the upstream),
 ``bench/clock`` (realtime: answers ``{"t": arrival time}`` in the gateway's
 ``loop.time()``), and two control routes: ``POST /_bench/faults`` (``{"app", "spec"}``
 -> :meth:`Gateway.set_faults`) and ``GET /_bench/rss`` (the child's RSS in bytes).
+It runs with no per-key connection cap and asks for an open-files limit of
+``GATEWAY_FDS`` (capped by the hard limit): the scale scenario holds 10,000 sockets.
 
 To see where a server spends its time, set ``FAL_RT_BENCH_PROFILE_DIR=DIR``: every
 child then runs under pyinstrument and writes its profile to ``DIR/ROLE-PID.txt``
@@ -43,12 +45,22 @@ import orjson
 import ormsgpack
 from aiohttp import WSMsgType, web
 
-__all__ = ["ServerInfo", "cpu_seconds", "raise_fd_limit", "rss_bytes", "serve_child"]
+__all__ = [
+    "GATEWAY_FDS",
+    "ServerInfo",
+    "cpu_seconds",
+    "open_fds",
+    "raise_fd_limit",
+    "rss_bytes",
+    "serve_child",
+]
 
 #: Set to a directory to run every child server under pyinstrument (``ROLE-PID.txt`` there).
 PROFILE_ENV = "FAL_RT_BENCH_PROFILE_DIR"
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+#: The open-files limit the gateway child asks for (capped by the hard limit).
+GATEWAY_FDS = 65536
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -65,12 +77,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def raise_fd_limit(wanted: int = 8192) -> None:
-    """Raise the soft open-files limit toward ``wanted`` (the scale scenarios need it)."""
+def raise_fd_limit(wanted: int = 8192) -> int:
+    """Raise the soft open-files limit toward ``wanted``; return the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
+    if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def open_fds(pid: int) -> int:
+    """Return how many file descriptors process ``pid`` has open (Linux /proc)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +280,8 @@ def main() -> None:
     parser.add_argument("--tls-pem", default=None)
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
-    raise_fd_limit()
+    # The scale scenario holds 10,000 sockets open on the gateway at once.
+    raise_fd_limit(GATEWAY_FDS if args.role == "gateway" else 8192)
     if args.uvloop:
         import uvloop
 

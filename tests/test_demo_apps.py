@@ -22,6 +22,7 @@ from fal_realtime.server.demo import (
     flux_realtime,
     register_demo_apps,
 )
+from fal_realtime.server.demo_streams import live_caption, summarize
 from fal_realtime.server.llm import answer, stream_outputs
 
 MS = 0.001
@@ -277,12 +278,16 @@ class RecordingGateway:
 
 
 def test_register_demo_apps_wires_every_app() -> None:
-    """Register echo and flux for both protocols and any-llm for HTTP only."""
+    """Register echo, flux and any-llm for both protocols; summarize and live-caption."""
     gateway = RecordingGateway()
     register_demo_apps(cast(Any, gateway), stream_delay_s=0.01)
+    any_llm = gateway.realtime_apps.pop("fal-ai/any-llm")
+    assert any_llm.__name__ == "any_llm"
     assert gateway.realtime_apps == {
         "fal-ai/echo": echo_realtime,
         "fal-ai/flux-lora-realtime": flux_realtime,
+        "fal-ai/summarize": summarize,
+        "fal-ai/live-caption": live_caption,
     }
     assert gateway.http_apps["fal-ai/echo"] is echo_http_handler
     assert gateway.http_apps["fal-ai/flux-lora-realtime"] is flux_http_handler

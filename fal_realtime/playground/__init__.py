@@ -31,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ..errors import INVALID_INPUT, RealtimeError
 from ..realtime import ConnectionState, RealtimeConnection, connect
 from ..server import Gateway, RunningGateway
+from ..server.demo import register_demo_apps
 
 __all__ = ["PAGE_PATH", "SOCKET_PATH", "Playground", "serve_playground"]
 
@@ -273,8 +274,6 @@ async def serve_playground(
     The gateway generates its own key for the relays; nothing else can use it unless
     it is told the key.
     """
-    from ..server.demo import register_demo_apps
-
     gateway = Gateway()
     register_demo_apps(gateway)
     playground = Playground(key=gateway.generated_key)

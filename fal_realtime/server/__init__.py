@@ -3,8 +3,9 @@
 See :class:`Gateway`; ``fal-realtime serve`` runs one from the command line.
 """
 
+from .common import DEFAULT_MAX_FRAME_BYTES
 from .faults import Faults, parse_faults
-from .gateway import DEFAULT_MAX_FRAME_BYTES, Gateway, RunningGateway
+from .gateway import Gateway, RunningGateway
 from .tokens import TokenError, TokenIssuer
 
 __all__ = [

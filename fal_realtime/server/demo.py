@@ -11,6 +11,10 @@ app                            protocol                    what it does
                                                            as Server-Sent Events, word by word
 ``fal-ai/flux-lora-realtime``  realtime and HTTP over WS   a small PNG drawn from the prompt
                                                            (:mod:`.png`), as a data URL
+``fal-ai/any-llm``             realtime, server streaming  the same answer, one more word
+                                                           per frame (:mod:`.demo_streams`)
+``fal-ai/summarize``           realtime, client streaming  one summary of all the inputs
+``fal-ai/live-caption``        realtime, bidirectional     a caption per text chunk
 =============================  ==========================  ==================================
 
 Every app is built by a factory or handler here, so it can be tested without a gateway;
@@ -26,16 +30,15 @@ import asyncio
 import base64
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
 
+from .demo_streams import SUMMARIZE_TIMEOUT_S, any_llm_realtime, live_caption, summarize
+from .gateway import Gateway
 from .llm import answer, stream_outputs
 from .png import render_prompt_png, resolve_image_size
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
 
 __all__ = [
     "any_llm_app",
@@ -51,18 +54,21 @@ _JSON = "application/json"
 
 
 def register_demo_apps(gateway: Gateway, *, stream_delay_s: float = 0.0) -> None:
-    """Register ``fal-ai/echo``, ``fal-ai/any-llm`` and ``fal-ai/flux-lora-realtime``.
+    """Register the demo apps: echo, any-llm, flux-lora-realtime, summarize, live-caption.
 
     Args:
         gateway: the gateway to host them.
         stream_delay_s: pause between the Server-Sent Events of ``any-llm/stream``
-            (0 sends them back to back).
+            and between the frames of its realtime stream (0 sends them back to back).
     """
     gateway.realtime("fal-ai/echo")(echo_realtime)
     gateway.http_app("fal-ai/echo", upstream=echo_http_handler)
     gateway.http_app("fal-ai/any-llm", upstream=any_llm_app(stream_delay_s=stream_delay_s))
     gateway.realtime("fal-ai/flux-lora-realtime")(flux_realtime)
     gateway.http_app("fal-ai/flux-lora-realtime", upstream=flux_http_handler)
+    gateway.realtime("fal-ai/any-llm")(any_llm_realtime(delay_s=stream_delay_s))
+    gateway.realtime("fal-ai/summarize", session_timeout=SUMMARIZE_TIMEOUT_S)(summarize)
+    gateway.realtime("fal-ai/live-caption")(live_caption)
 
 
 # -- fal-ai/echo ----------------------------------------------------------------------

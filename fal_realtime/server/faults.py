@@ -25,7 +25,7 @@ from typing import Literal
 
 from aiohttp import web
 
-__all__ = ["Faults", "drop", "parse_faults"]
+__all__ = ["Faults", "FrameSender", "drop", "parse_faults"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +106,28 @@ async def drop(request: web.Request, ws: web.WebSocketResponse, faults: Faults) 
         return
     if request.transport is not None:
         request.transport.abort()
+
+
+class FrameSender:
+    """Send one socket's frames, dropping the socket once ``drop_after`` frames went out."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, faults: Faults) -> None:
+        self._request = request
+        self._ws = ws
+        self._faults = faults
+        self._sent = 0
+
+    async def send(self, frame: bytes | str) -> bool:
+        """Send ``frame``; return False when the socket is gone (closed, or just dropped)."""
+        if self._ws.closed:
+            return False
+        if isinstance(frame, bytes):
+            await self._ws.send_bytes(frame)
+        else:
+            await self._ws.send_str(frame)
+        self._sent += 1
+        limit = self._faults.drop_after
+        if limit is not None and self._sent >= limit:
+            await drop(self._request, self._ws, self._faults)
+            return False
+        return True

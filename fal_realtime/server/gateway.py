@@ -6,6 +6,10 @@ gateway = Gateway(keys=["my-key"])
 async def handler(input: dict) -> dict:
     return {"echo": input}
 
+@gateway.realtime("me/collect")
+async def collect(inputs: AsyncIterator[dict]) -> dict:
+    return {"count": len([item async for item in inputs])}
+
 gateway.http_app("me/api", upstream="http://127.0.0.1:8000")
 
 async with gateway.serve(port=0) as running:
@@ -18,27 +22,28 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 from aiohttp import web
 
 from .._protocol.apps import AppId
 from .auth import Authenticator
+from .common import DEFAULT_MAX_FRAME_BYTES, json_error
 from .faults import Faults, parse_faults
+from .http_bridge import UpstreamPool, handle_http_ws
+from .realtime_session import handle_realtime
 from .registry import HttpApp, HttpHandler, RealtimeApp, RealtimeHandler, Registry
+from .settings import ConnectionSlots, Settings
+from .token_endpoint import token_handler
 from .tokens import TokenIssuer
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "Gateway", "RunningGateway"]
 
 log = logging.getLogger("fal_realtime.server")
 
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
-
-GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 
 
 @dataclass(slots=True)
@@ -96,9 +101,10 @@ class Gateway:
         self.authenticator = Authenticator(accepted, self.tokens, enabled=auth)
         self.max_frame_bytes = max_frame_bytes
         self.heartbeat_s = heartbeat_s
-        self.max_connections_per_key = max_connections_per_key
+        self._slots = ConnectionSlots(max_connections_per_key)
+        #: Live WebSockets per subject (the slots' own map).
+        self._live = self._slots.live
         self.handshake_timeout_s = handshake_timeout_s
-        self._live: dict[str, int] = {}
         # Connections (protocols) accepted but still waiting for their first request: each
         # leaves the set at its first request or when its handshake timer fires.
         self._awaiting_request: set[object] = set()
@@ -107,24 +113,27 @@ class Gateway:
         self._extra_routes: list[web.AbstractRouteDef] = []
         self._on_cleanup: list[Callable[[], Awaitable[None]]] = []
 
-    @contextlib.contextmanager
-    def connection_slot(self, subject: str) -> Iterator[None]:
+    @property
+    def max_connections_per_key(self) -> int | None:
+        """The cap on live WebSockets per key or token owner (None: no cap)."""
+        return self._slots.cap
+
+    @max_connections_per_key.setter
+    def max_connections_per_key(self, cap: int | None) -> None:
+        self._slots.cap = cap
+
+    def connection_slot(self, subject: str) -> contextlib.AbstractContextManager[None]:
         """Hold one of ``subject``'s WebSocket slots; raise HTTP 429 when none is free."""
-        live = self._live.get(subject, 0)
-        cap = self.max_connections_per_key
-        if cap is not None and live >= cap:
-            raise json_error(
-                429, f"too many connections for this key ({cap}); close some and retry"
-            )
-        self._live[subject] = live + 1
-        try:
-            yield
-        finally:
-            left = self._live[subject] - 1
-            if left:
-                self._live[subject] = left
-            else:
-                del self._live[subject]
+        return self._slots.slot(subject)
+
+    def _settings(self) -> Settings:
+        """Return what the WebSocket endpoints need from this gateway, as one record."""
+        return Settings(
+            authenticator=self.authenticator,
+            max_frame_bytes=self.max_frame_bytes,
+            heartbeat_s=self.heartbeat_s,
+            connection_slot=self._slots.slot,
+        )
 
     def _guard(self, protocol: asyncio.BaseProtocol) -> None:
         """Drop a connection that has not completed a request in time (slow clients)."""
@@ -162,6 +171,11 @@ class Gateway:
     ) -> Callable[[F], F]:
         """Register the decorated function as the realtime handler of ``app_id``.
 
+        Its mode comes from its type hints, as fal's runner infers it (:mod:`.modes`):
+        ``(input: dict) -> dict`` unary, ``-> AsyncIterator[dict]`` (or ``Iterator``)
+        server streaming, ``(inputs: AsyncIterator[dict]) -> dict`` client streaming,
+        ``(inputs: AsyncIterator[dict]) -> AsyncIterator[dict]`` bidirectional.
+
         Args:
             app_id: ``owner/alias``; the endpoint is ``/{owner}/{alias}{path}``.
             path: the endpoint's path under the app (default ``/realtime``).
@@ -196,7 +210,11 @@ class Gateway:
         session_timeout: float | None = 60.0,
         emit_timings: bool = False,
     ) -> None:
-        """Register ``handler`` as a realtime endpoint (the non-decorator form)."""
+        """Register ``handler`` as a realtime endpoint (the non-decorator form).
+
+        Raises:
+            TypeError: as :meth:`realtime` says.
+        """
         if buffering is not None and buffering < 1:
             raise ValueError(f"buffering must be None or >= 1, got {buffering}")
         if session_timeout is not None and session_timeout <= 0:
@@ -252,9 +270,8 @@ class Gateway:
 
     def make_app(self) -> web.Application:
         """Build the aiohttp application (routes, upstream sessions, cleanup)."""
-        from .http_bridge import UpstreamPool, handle_http_ws
-        from .realtime_session import handle_realtime
-        from .tokens import handle_tokens
+        settings = self._settings()
+        handle_tokens = token_handler(self.authenticator, self.tokens)
 
         @web.middleware
         async def mark_served(
@@ -264,7 +281,6 @@ class Gateway:
             return await handler(request)
 
         app = web.Application(client_max_size=1024 * 1024, middlewares=[mark_served])
-        app[GATEWAY_KEY] = self
         pool = UpstreamPool(self.registry)
 
         async def websocket_or_404(request: web.Request) -> web.StreamResponse:
@@ -280,10 +296,10 @@ class Gateway:
             if faults.reject_status is not None:
                 raise json_error(faults.reject_status, "rejected by fault injection")
             if route.realtime is not None:
-                return await handle_realtime(request, self, route, route.realtime, faults)
+                return await handle_realtime(request, settings, route, route.realtime, faults)
             if route.http is None and route.looks_realtime:
                 raise json_error(404, f"no realtime app at {request.path}")
-            return await handle_http_ws(request, self, route, pool, faults)
+            return await handle_http_ws(request, settings, route, pool, faults)
 
         async def index(request: web.Request) -> web.StreamResponse:
             return web.json_response(
@@ -352,18 +368,3 @@ class Gateway:
             raise
         bound = listener.sockets[0].getsockname()[1]
         return RunningGateway(host, int(bound), ssl_context is not None, runner, listener)
-
-
-class JSONError(web.HTTPException):
-    """An HTTP error answer whose body is ``{"detail": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status_code = status
-        super().__init__(
-            text=orjson.dumps({"detail": message}).decode(), content_type="application/json"
-        )
-
-
-def json_error(status: int, message: str) -> web.HTTPException:
-    """Return an HTTP error with status ``status`` and a JSON ``detail`` body."""
-    return JSONError(status, message)

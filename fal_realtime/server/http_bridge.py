@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
@@ -30,11 +30,10 @@ from aiohttp import WSMsgType, web
 
 from .._cycles import release_transport, serving_socket
 from .._protocol.http_ws import parse_control
-from .faults import Faults, drop
+from .common import CLOSE_HANDSHAKE_S, json_error
+from .faults import Faults, FrameSender, drop
 from .registry import HttpApp, Registry, Route
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
+from .settings import Settings
 
 __all__ = ["UPSTREAMS_KEY", "UpstreamPool", "handle_http_ws"]
 
@@ -160,12 +159,11 @@ class _Bridge:
         pool: UpstreamPool,
         faults: Faults,
     ) -> None:
-        self._request = request
         self._ws = ws
         self._route = route
         self._pool = pool
         self._faults = faults
-        self._frames_sent = 0
+        self._sender = FrameSender(request, ws, faults)
         self._requests_seen = 0
 
     async def run(self) -> None:
@@ -200,16 +198,7 @@ class _Bridge:
                 raise
 
     async def _send(self, frame: bytes | str) -> None:
-        if self._ws.closed:
-            raise _Dropped
-        if isinstance(frame, str):
-            await self._ws.send_str(frame)
-        else:
-            await self._ws.send_bytes(frame)
-        self._frames_sent += 1
-        limit = self._faults.drop_after
-        if limit is not None and self._frames_sent >= limit:
-            await drop(self._request, self._ws, self._faults)
+        if not await self._sender.send(frame):
             raise _Dropped
 
     async def _control(self, kind: str, request_id: str, status: int, **extra: Any) -> None:
@@ -331,15 +320,13 @@ def _complete_utf8_prefix(data: bytes) -> int:
 
 async def handle_http_ws(
     request: web.Request,
-    gateway: Gateway,
+    settings: Settings,
     route: Route,
     pool: UpstreamPool,
     faults: Faults,
 ) -> web.StreamResponse:
     """Check credentials at the handshake, then serve the connection."""
-    from .gateway import json_error
-
-    verdict = gateway.authenticator.check(
+    verdict = settings.authenticator.check(
         header=request.headers.get("Authorization"),
         token=request.query.get("fal_jwt_token"),
         alias=route.app_id.alias,
@@ -347,13 +334,13 @@ async def handle_http_ws(
     if faults.refuse_auth or verdict.subject is None:
         raise json_error(401, f"unauthorized: {verdict.reason or 'refused by fault injection'}")
     ws = web.WebSocketResponse(
-        max_msg_size=gateway.max_frame_bytes,
-        heartbeat=gateway.heartbeat_s,
+        max_msg_size=settings.max_frame_bytes,
+        heartbeat=settings.heartbeat_s,
         compress=False,
-        timeout=2.0,
+        timeout=CLOSE_HANDSHAKE_S,
     )
     async with serving_socket(ws):
-        with gateway.connection_slot(verdict.subject):
+        with settings.connection_slot(verdict.subject):
             await ws.prepare(request)
             if faults.drop_after == 0:
                 await drop(request, ws, faults)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -11,6 +10,7 @@ from aiohttp import web
 
 from .._protocol.apps import AppId
 from .faults import Faults
+from .modes import HandlerShape, infer_shape
 
 __all__ = [
     "HttpApp",
@@ -21,8 +21,8 @@ __all__ = [
     "Route",
 ]
 
-#: A realtime handler: ``async def (input) -> dict``, an async generator yielding
-#: dicts (server streaming), or a plain function (run in a worker thread).
+#: A realtime handler in one of fal's four modes (see :mod:`.modes`): ``async def``
+#: or a plain function (run in a worker thread) taking one input or ``inputs``.
 RealtimeHandler: TypeAlias = (
     Callable[[Any], Awaitable[Any]] | Callable[[Any], AsyncIterator[Any]] | Callable[[Any], Any]
 )
@@ -40,14 +40,11 @@ class RealtimeApp:
     buffering: int | None = None
     session_timeout: float | None = 60.0
     emit_timings: bool = False
-    streaming: bool = field(init=False)
-    is_async: bool = field(init=False)
+    #: The handler's mode and kind, inferred from its hints (TypeError when unsupported).
+    shape: HandlerShape = field(init=False)
 
     def __post_init__(self) -> None:
-        # Callable objects count by their __call__ (e.g. a class with ``async def __call__``).
-        candidates = (self.handler, type(self.handler).__call__)
-        self.streaming = any(inspect.isasyncgenfunction(c) for c in candidates)
-        self.is_async = self.streaming or any(inspect.iscoroutinefunction(c) for c in candidates)
+        self.shape = infer_shape(self.handler)
 
 
 @dataclass(slots=True)

@@ -1,8 +1,9 @@
-"""Signed, expiring tokens bound to apps, and the ``POST /tokens/`` endpoint.
+"""Signed, expiring tokens bound to apps.
 
 Tokens are JWTs (HS256) so that clients can read their ``exp`` as they do with
 fal's: ``base64url(header).base64url(claims).base64url(hmac)``, URL-safe. The
-claims bind the token to the aliases in ``allowed_apps`` (as fal binds them).
+claims bind the token to the aliases in ``allowed_apps`` (as fal binds them). No HTTP
+here: ``POST /tokens/`` is :mod:`.token_endpoint`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
-__all__ = ["TokenClaims", "TokenError", "TokenIssuer", "handle_tokens"]
+__all__ = ["TokenClaims", "TokenError", "TokenIssuer"]
 
 _HEADER = base64.urlsafe_b64encode(orjson.dumps({"alg": "HS256", "typ": "JWT"})).rstrip(b"=")
 
@@ -100,33 +100,3 @@ class TokenIssuer:
         if alias not in apps:
             raise TokenError(f"token is not valid for app {alias!r}")
         return TokenClaims(tuple(str(a) for a in apps), float(exp), str(claims.get("sub", "")))
-
-
-def _bad_request(message: str, status: int = 400) -> web.Response:
-    return web.json_response({"detail": message}, status=status)
-
-
-async def handle_tokens(request: web.Request) -> web.StreamResponse:
-    """Answer ``POST /tokens/``: a JSON string token, as fal's REST API does."""
-    from .gateway import GATEWAY_KEY
-
-    gateway = request.app[GATEWAY_KEY]
-    subject = gateway.authenticator.check_key_header(request.headers.get("Authorization"))
-    if subject is None:
-        return _bad_request(
-            "missing or invalid key: send 'Authorization: Key <FAL_KEY>'", status=401
-        )
-    try:
-        body = orjson.loads(await request.read())
-    except ValueError:
-        return _bad_request("body must be JSON: {'allowed_apps': [...], 'token_expiration': N}")
-    if not isinstance(body, dict):
-        return _bad_request("body must be a JSON object")
-    apps = body.get("allowed_apps")
-    if not isinstance(apps, list) or not apps or not all(isinstance(a, str) and a for a in apps):
-        return _bad_request("allowed_apps must be a non-empty list of app aliases")
-    lifetime = body.get("token_expiration", 120)
-    if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-        return _bad_request("token_expiration must be a positive number of seconds")
-    token = gateway.tokens.issue(apps, float(lifetime), subject=subject)
-    return web.json_response(token)
