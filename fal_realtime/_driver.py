@@ -37,7 +37,6 @@ from ._protocol.apps import realtime_url
 from ._protocol.realtime import Frame, FrameKind, classify, plain_result
 from ._protocol.session import (
     Action,
-    ConnectionState,
     DropToken,
     Emit,
     EnterState,
@@ -241,10 +240,7 @@ class Driver:
             raise
         except Exception as exc:  # a bug: fail loudly rather than hang
             log.exception("fal_realtime: the connection's driver crashed")
-            error = RealtimeError(CONNECTION_LOST, f"internal error: {exc!r}")
-            self._do([Emit("on_error", (error,)), EnterState(ConnectionState.FAILED)])
-            machine.failure = error
-            self._failed(error)
+            self._do(machine.crashed(RealtimeError(CONNECTION_LOST, f"internal error: {exc!r}")))
 
     async def _attempt(self, clock: Any) -> list[Action]:
         """Open one socket and run it to its end; return the machine's verdict."""

@@ -478,3 +478,15 @@ def test_rt_machine_19_a_refused_key_header_is_final_at_once() -> None:
     actions = session.socket_closed(1008, now=0.0, pending=False)
     assert names(actions) == ["on_error:UNAUTHORIZED", "state:failed", "fail:UNAUTHORIZED"]
     assert session.failure is not None and "check FAL_KEY" in session.failure.message
+
+
+def test_rt_machine_20_a_crashed_driver_fails_the_connection() -> None:
+    """RT-MACHINE-20: a driver bug fails the connection through the table, reported once."""
+    session = machine()
+    bug = error_for(CONNECTION_LOST, "internal error: KeyError('x')")
+    assert names(session.crashed(bug)) == [
+        "on_error:CONNECTION_LOST",
+        "state:failed",
+        "fail:CONNECTION_LOST",
+    ]
+    assert session.failure is bug and session.crashed(bug) == []

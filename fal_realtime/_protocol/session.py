@@ -364,6 +364,10 @@ class RealtimeSession:
         """The wait of a :class:`RetryAfter` is over: open the next socket."""
         return [] if self.closing else [OpenSocket()]
 
+    def crashed(self, error: RealtimeError) -> list[Action]:
+        """The driver cannot go on (a bug in it): fail with ``error`` rather than hang."""
+        return self._fail(error)
+
     def close_requested(self) -> list[Action]:
         """``close()`` was called: no more sockets or decisions (the open one still reports)."""
         self._closing = True
