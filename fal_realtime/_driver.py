@@ -7,7 +7,8 @@ tasks it needs at the moment:
 
 - while it has a socket: one *driver* task that opened the socket and reads it (in
   a task group with a token refresher only when it uses tokens, a writer only while
-  inputs wait for their turn, and the keep-alive when ``heartbeat_s`` is set);
+  inputs wait for their turn, and a ping only while one is sent: the keep-alive
+  between pings is a timer handle);
 - while it is ``dormant``, ``closed`` or ``failed``, or has not sent yet (``lazy``):
   none;
 - callbacks run inline when nothing is queued (see :mod:`fal_realtime._dispatch`).
@@ -29,7 +30,7 @@ import aiohttp
 
 from ._cycles import release_socket
 from ._dispatch import Callbacks, Dispatcher
-from ._keepalive import PONG_MISSED_CODE, KeepAlive
+from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
 from ._options import RealtimeOptions, retry_settings, retry_sleep
 from ._outbox import Outbox, Outgoing
 from ._policy import RateLimitPacer
@@ -289,13 +290,15 @@ class Driver:
                     helpers.append(
                         group.create_task(self._refresh_loop(), name="fal-realtime-refresh")
                     )
+                watch: Watch | None = None
                 try:
                     async with asyncio.timeout(None) as reading:
                         if keepalive.enabled:
-                            helpers.append(
-                                group.create_task(
-                                    keepalive.run(ws, reading), name="fal-realtime-keepalive"
-                                )
+                            # Timers, not a task: an idle socket costs a timer handle.
+                            watch = keepalive.watch(
+                                ws,
+                                reading,
+                                functools.partial(group.create_task, name="fal-realtime-ping"),
                             )
                         code, cause = await self._read(ws, keepalive)
                 except TimeoutError:
@@ -304,6 +307,8 @@ class Driver:
                     code, cause = PONG_MISSED_CODE, keepalive.missed
                 finally:
                     self._ws = self._group = None
+                    if watch is not None:
+                        watch.stop()
                     for helper in helpers:
                         helper.cancel()
                     if self._writer is not None:

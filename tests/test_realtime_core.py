@@ -79,7 +79,7 @@ async def test_rt_core_2_a_session_of_your_own_is_used_and_never_closed(
     [
         ({"use_jwt": False, "heartbeat_s": None}, ["fal-realtime-driver"]),
         ({"use_jwt": True, "heartbeat_s": None}, ["fal-realtime-driver", "fal-realtime-refresh"]),
-        ({"use_jwt": False}, ["fal-realtime-driver", "fal-realtime-keepalive"]),
+        ({"use_jwt": False}, ["fal-realtime-driver"]),  # the keep-alive is a timer
     ],
     ids=["key_header", "jwt", "key_header_with_heartbeat"],
 )
