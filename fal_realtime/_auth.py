@@ -14,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import inspect
+import logging
 import ssl
 import time
 import weakref
@@ -42,6 +43,8 @@ MISSING_KEY_MESSAGE = (
     "no fal key found: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), pass key=..., "
     "or pass token_provider=... (a backend that issues tokens)"
 )
+log = logging.getLogger("fal_realtime")
+
 REFRESH_AT = 0.9
 #: Never refetch sooner than this after a fetch, whatever the token claims.
 MIN_REFRESH_S = 0.5
@@ -204,6 +207,20 @@ class TokenSource:
             inflight.set_result(token)
             return token
         return await asyncio.shield(entry.inflight)
+
+    async def keep_fresh(self, session: aiohttp.ClientSession) -> None:
+        """Refresh the shared token ahead of its expiry, until cancelled (never raises).
+
+        A failed refresh is logged and retried 5 s later; the next socket fetches anew.
+        """
+        while True:
+            due = self.refresh_due_in()
+            await asyncio.sleep(due if due is not None else 60.0)
+            try:
+                await self.get(session)
+            except Exception as exc:  # a refresh never ends the session it serves
+                log.info("fal_realtime: token refresh for %s failed: %s", self._app_id, exc)
+                await asyncio.sleep(5.0)
 
     async def _obtain(self, session: aiohttp.ClientSession) -> str:
         if self._provider is not None:

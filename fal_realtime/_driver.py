@@ -31,9 +31,9 @@ import aiohttp
 from ._cycles import release_socket
 from ._dispatch import Callbacks, Dispatcher
 from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
-from ._options import RealtimeOptions, retry_settings, retry_sleep
+from ._options import RealtimeOptions, retry_settings
 from ._outbox import Outbox, Outgoing
-from ._policy import RateLimitPacer
+from ._policy import RateLimitPacer, retry_sleep
 from ._protocol.apps import realtime_url
 from ._protocol.realtime import Frame, FrameKind, classify, plain_result
 from ._protocol.session import (
@@ -49,14 +49,21 @@ from ._protocol.session import (
     SlowDown,
 )
 from ._stats import RealtimeStats
-from ._transport import SessionLease, open_socket, receive_now, send_failed
+from ._transport import (
+    SessionLease,
+    close_quietly,
+    open_socket,
+    receive_now,
+    send_failed,
+    socket_end,
+)
 from .errors import CONNECTION_LOST, RealtimeError
 
-__all__ = ["Driver", "close_quietly"]
+__all__ = ["Driver"]
 
 log = logging.getLogger("fal_realtime")
 
-_BINARY, _TEXT, _ERROR = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.ERROR
+_BINARY, _TEXT = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
 _PING, _PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
 
 
@@ -288,7 +295,9 @@ class Driver:
                 helpers = []
                 if options.tokens is not None:
                     helpers.append(
-                        group.create_task(self._refresh_loop(), name="fal-realtime-refresh")
+                        group.create_task(
+                            options.tokens.keep_fresh(session), name="fal-realtime-refresh"
+                        )
                     )
                 watch: Watch | None = None
                 try:
@@ -323,18 +332,6 @@ class Driver:
             return []
         return machine.socket_closed(code, now=clock(), pending=bool(self._outbox), cause=cause)
 
-    async def _refresh_loop(self) -> None:
-        tokens = self._options.tokens
-        assert tokens is not None
-        while True:
-            due = tokens.refresh_due_in()
-            await asyncio.sleep(due if due is not None else 60.0)
-            try:
-                await tokens.get(self._lease.session)
-            except Exception as exc:  # the next attempt fetches anew; never end the session
-                log.info("fal_realtime: token refresh for %s failed: %s", self.app, exc)
-                await asyncio.sleep(5.0)
-
     async def _read(
         self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
     ) -> tuple[int | None, str]:
@@ -356,7 +353,7 @@ class Driver:
                 msg = got  # answered below, once the socket counts as open
                 break
             else:
-                return self._ended(got, ws)
+                return socket_end(got, ws)
         self._do(machine.confirm())
         if machine.confirmed and self._ws is None:
             self._ws = ws
@@ -392,7 +389,7 @@ class Driver:
                 with contextlib.suppress(Exception):  # closing: the next receive says so
                     await ws.pong(msg.data)
             elif kind is not _PONG:
-                return self._ended(msg, ws)
+                return socket_end(msg, ws)
             msg = await ws.receive()
 
     def _classified(self, frame: Frame, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -412,21 +409,3 @@ class Driver:
             self._ws = ws
             if self._outbox:
                 self._start_writer()
-
-    def _ended(
-        self, msg: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse
-    ) -> tuple[int | None, str]:
-        cause = ""
-        if msg.type is _ERROR:
-            cause = f"{type(msg.data).__name__}: {msg.data}"
-            if ws.close_code == 1009 or "1009" in str(msg.data):
-                return 1009, cause
-        code = ws.close_code
-        return code, cause or f"close code {code}"
-
-
-async def close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
-    try:
-        await ws.close()
-    except Exception as exc:  # the peer is gone already; nothing more to do
-        log.debug("fal_realtime: closing a socket failed: %r", exc)

@@ -13,13 +13,13 @@ import aiohttp
 
 from ._auth import MISSING_KEY_MESSAGE, TokenProvider, TokenSource, resolve_key
 from ._keepalive import KeepAlive
-from ._policy import ReconnectPolicy, retry_sleep
+from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, resolve_base, token_url, validate_max_buffering
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.session import RetrySettings
 from .errors import UNAUTHORIZED, UnauthorizedError
 
-__all__ = ["RealtimeOptions", "retry_settings", "retry_sleep"]
+__all__ = ["RealtimeOptions", "retry_settings"]
 
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 

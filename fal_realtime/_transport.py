@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import weakref
 from collections.abc import Awaitable, Generator, Iterator, Mapping
@@ -52,13 +53,17 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "RETRYABLE_STATUSES",
     "SessionLease",
+    "close_quietly",
     "open_socket",
     "post",
     "receive_now",
     "send_failed",
     "shared_session",
+    "socket_end",
     "status_error",
 ]
+
+log = logging.getLogger("fal_realtime")
 
 #: The largest frame sent or accepted unless configured (never unlimited, never 4 MiB).
 DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
@@ -178,6 +183,27 @@ async def post(
                 return resp.status, await resp.read()
 
 
+def socket_end(
+    msg: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse
+) -> tuple[int | None, str]:
+    """Return the close code and cause of a socket whose reader got ``msg`` (not data)."""
+    cause = ""
+    if msg.type is aiohttp.WSMsgType.ERROR:
+        cause = f"{type(msg.data).__name__}: {msg.data}"
+        if ws.close_code == 1009 or "1009" in str(msg.data):
+            return 1009, cause  # aiohttp reports a frame over max_msg_size as an error
+    code = ws.close_code
+    return code, cause or f"close code {code}"
+
+
+async def close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Close ``ws``; a peer that is gone already makes that fail, which changes nothing."""
+    try:
+        await ws.close()
+    except Exception as exc:
+        log.debug("fal_realtime: closing a socket failed: %r", exc)
+
+
 def receive_now(
     ws: aiohttp.ClientWebSocketResponse,
 ) -> aiohttp.WSMessage | Awaitable[aiohttp.WSMessage]:
@@ -264,11 +290,6 @@ class SessionLease:
             held.users += 1
             self._held = held
         return held.session
-
-    @property
-    def held(self) -> bool:
-        """Tell whether this lease holds the shared session now."""
-        return self._held is not None
 
     async def release(self) -> None:
         """Let go of the shared session; the last holder closes it. Idempotent."""

@@ -23,14 +23,14 @@ import aiohttp
 from ._auth import TokenProvider
 from ._cycles import release_socket, stop_task
 from ._dispatch import Callback, Callbacks
-from ._driver import Driver, close_quietly
+from ._driver import Driver
 from ._options import RealtimeOptions
 from ._outbox import Outgoing
 from ._policy import ReconnectPolicy
 from ._protocol.codecs import Encoding
 from ._protocol.session import ConnectionState
 from ._stats import RealtimeStats
-from ._transport import DEFAULT_MAX_FRAME_BYTES
+from ._transport import DEFAULT_MAX_FRAME_BYTES, close_quietly
 from .errors import CONNECTION_LOST, INVALID_INPUT, ConnectionLostError, RealtimeError, error_for
 
 __all__ = ["ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]

@@ -28,9 +28,8 @@ decision of SPEC §2.1 and §3 is made here, in one place, and tested without a 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Iterator
+from typing import Final
 
 from ..errors import (
     CONNECTION_LOST,
@@ -42,6 +41,18 @@ from ..errors import (
     RealtimeError,
     UntrustedCertificateError,
     error_for,
+)
+from .actions import (
+    Action,
+    DropToken,
+    Emit,
+    EnterState,
+    Fail,
+    Opened,
+    OpenSocket,
+    RetryAfter,
+    RetrySettings,
+    SlowDown,
 )
 from .realtime import Frame, FrameKind
 
@@ -107,74 +118,6 @@ def retryable(error: RealtimeError) -> bool:
     certificate are not (the one token refresh after a refusal is decided apart).
     """
     return error.code in _RETRYABLE_CODES and not isinstance(error, UntrustedCertificateError)
-
-
-# -- actions ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EnterState:
-    """The connection is now in ``state`` (emit ``on_state_change``)."""
-
-    state: ConnectionState
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Deliver a callback event, e.g. ``on_open()``, ``on_close(code)``, ``on_error(err)``."""
-
-    name: str
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """The socket counts as open: ``connect()`` may return; ``reconnect`` when not the first."""
-
-    reconnect: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OpenSocket:
-    """Open a socket now (fetching a token first when the connection uses them)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryAfter:
-    """Wait ``delay_s``, then open a socket again; ``error`` says why the last attempt failed."""
-
-    delay_s: float
-    error: RealtimeError
-
-
-@dataclass(frozen=True, slots=True)
-class DropToken:
-    """Forget the token the refused socket used, so the next attempt fetches a new one."""
-
-
-@dataclass(frozen=True, slots=True)
-class SlowDown:
-    """The server said RATE_LIMITED: back the throttle interval off."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fail:
-    """Give up: the connection is ``failed`` with ``error`` (reported, raised by ``send``)."""
-
-    error: RealtimeError
-
-
-Action = EnterState | Emit | Opened | OpenSocket | RetryAfter | DropToken | SlowDown | Fail
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    """How an outage is retried: the bounds, and the backoff delays (a generator factory)."""
-
-    max_attempts: int | None
-    deadline_s: float | None
-    stable_after_s: float
-    delays: Callable[[], Iterator[float]]
 
 
 class _Socket:
