@@ -124,7 +124,9 @@ class UpstreamPool:
         headers = {"Content-Type": "application/json", "X-Fal-Request-Id": request_id}
         transport = None
         try:
-            async with session.post(f"{base}{sub_path or '/'}", data=body, headers=headers) as resp:
+            async with session.post(
+                f"{base}{sub_path or '/'}", data=body, headers=headers
+            ) as resp:
                 connection = resp.connection
                 transport = connection.transport if connection is not None else None
                 yield resp
