@@ -23,6 +23,7 @@ from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import echo_realtime
 
 from .conftest import KEY, MS
+from .gateway_tools import WAIT as WAIT_S
 from .gateway_tools import eventually
 
 ECHO = "fal-ai/echo"
@@ -259,3 +260,45 @@ async def test_rt_core_9_no_fixed_wait_before_connect_returns(running: RunningGa
         await conn.close()
     # The median of five: one slow open on a busy machine does not decide.
     assert sorted(durations)[2] < 40 * MS, durations
+
+
+class _Pinged:
+    """Stands in for a socket's ``ping()`` (the timers are under test, not the wire)."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+        self.sent = asyncio.Event()
+
+    async def ping(self, message: bytes = b"") -> None:
+        self.pings += 1
+        self.sent.set()
+
+
+async def test_rt_core_10_the_keepalive_timers_ping_only_a_silent_socket() -> None:
+    """RT-CORE-10: KeepAlive.watch: a heard socket is not pinged; an unanswered ping expires."""
+    from fal_realtime._keepalive import KeepAlive
+
+    loop = asyncio.get_running_loop()
+    keepalive, ws = KeepAlive(20 * MS), _Pinged()
+    ping_tasks: list[asyncio.Task[None]] = []
+
+    def spawn(coro: Any) -> asyncio.Task[None]:
+        ping_tasks.append(loop.create_task(coro))
+        return ping_tasks[-1]
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(WAIT_S):  # bounds the test; the watch expires sooner
+            async with asyncio.timeout(None) as reading:
+                watch = keepalive.watch(ws, reading, spawn)
+                try:
+                    for _ in range(3):  # busy: a frame heard in every interval
+                        keepalive.heard = True
+                        await asyncio.sleep(20 * MS)
+                    assert ws.pings == 0
+                    await ws.sent.wait()  # silent now: pinged once, and no pong comes
+                    await asyncio.Event().wait()
+                finally:
+                    watch.stop()
+    assert reading.expired() and "no pong within" in keepalive.missed
+    assert ws.pings == keepalive.pings == 1
+    assert all(task.done() for task in ping_tasks) and len(ping_tasks) == 1
