@@ -20,6 +20,7 @@ from .errors import (
     RealtimeError,
     RealtimeTimeoutError,
     UnauthorizedError,
+    UntrustedCertificateError,
 )
 from .http_ws import HttpWsConnection, Response, ws
 from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
@@ -44,6 +45,7 @@ __all__ = [
     "ReconnectPolicy",
     "Response",
     "UnauthorizedError",
+    "UntrustedCertificateError",
     "__version__",
     "connect",
     "set_testing",

@@ -14,6 +14,8 @@ import asyncio
 import base64
 import hashlib
 import inspect
+import logging
+import ssl
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,16 +25,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ._policy import RETRYABLE_HANDSHAKE_STATUSES
-from .errors import (
-    CONNECTION_LOST,
-    INVALID_INPUT,
-    RATE_LIMITED,
-    TIMEOUT,
-    UNAUTHORIZED,
-    RealtimeError,
-    error_for,
-)
+from ._transport import post, status_error
+from .errors import CONNECTION_LOST, UNAUTHORIZED, RealtimeError, error_for
 
 __all__ = [
     "MISSING_KEY_MESSAGE",
@@ -49,6 +43,8 @@ MISSING_KEY_MESSAGE = (
     "no fal key found: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), pass key=..., "
     "or pass token_provider=... (a backend that issues tokens)"
 )
+log = logging.getLogger("fal_realtime")
+
 REFRESH_AT = 0.9
 #: Never refetch sooner than this after a fetch, whatever the token claims.
 MIN_REFRESH_S = 0.5
@@ -134,6 +130,7 @@ class TokenSource:
         key: str | None,
         token_provider: TokenProvider | None,
         token_expiration_s: float,
+        ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._alias = app_alias
@@ -143,6 +140,7 @@ class TokenSource:
         self._provider = token_provider
         self._lifetime = token_expiration_s
         self._clock = clock
+        self._ssl_context = ssl_context
         fingerprint = hashlib.sha256((key or "").encode()).hexdigest()[:16]
         # The provider itself (not its id(), which Python reuses) keys its tokens.
         self._cache_key = (token_url, fingerprint, token_provider, app_alias, token_expiration_s)
@@ -210,6 +208,20 @@ class TokenSource:
             return token
         return await asyncio.shield(entry.inflight)
 
+    async def keep_fresh(self, session: aiohttp.ClientSession) -> None:
+        """Refresh the shared token ahead of its expiry, until cancelled (never raises).
+
+        A failed refresh is logged and retried 5 s later; the next socket fetches anew.
+        """
+        while True:
+            due = self.refresh_due_in()
+            await asyncio.sleep(due if due is not None else 60.0)
+            try:
+                await self.get(session)
+            except Exception as exc:  # a refresh never ends the session it serves
+                log.info("fal_realtime: token refresh for %s failed: %s", self._app_id, exc)
+                await asyncio.sleep(5.0)
+
     async def _obtain(self, session: aiohttp.ClientSession) -> str:
         if self._provider is not None:
             value = self._provider(self._app_id)
@@ -222,49 +234,22 @@ class TokenSource:
         if not self._key:
             raise error_for(UNAUTHORIZED, MISSING_KEY_MESSAGE)
         body = {"allowed_apps": [self._alias], "token_expiration": int(self._lifetime)}
-        try:
-            async with asyncio.timeout(FETCH_TIMEOUT_S):
-                async with session.post(
-                    self._url, json=body, headers={"Authorization": f"Key {self._key}"}
-                ) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-        except TimeoutError:
-            raise error_for(
-                TIMEOUT, f"token request to {self._url} took over {FETCH_TIMEOUT_S:.0f} s"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise error_for(
-                CONNECTION_LOST, f"token request to {self._url} failed: {type(exc).__name__}"
-            ) from None
+        status, raw = await post(
+            session,
+            self._url,
+            json=body,
+            headers={"Authorization": f"Key {self._key}"},
+            timeout_s=FETCH_TIMEOUT_S,
+            what="token request",
+            ssl_context=self._ssl_context,
+        )
         if status >= 400:
-            raise _token_error(status, raw, self._url, self._key)
+            # A proxy may echo the request back: never let the key through in the message.
+            detail = raw.decode("utf-8", "replace").replace(self._key, "***")[:200]
+            raise status_error(status, what="token request", where=self._url, detail=detail)
         try:
             return parse_token_response(orjson.loads(raw))
         except ValueError:
             raise RealtimeError(
                 UNAUTHORIZED, f"the token endpoint {self._url} answered with non-JSON"
             ) from None
-
-
-def _token_error(status: int, raw: bytes, url: str, key: str) -> RealtimeError:
-    # A proxy may echo the request back: never let the key through in the message.
-    detail = raw.decode("utf-8", "replace").replace(key, "***")[:200]
-    if status in (401, 403):
-        return error_for(
-            UNAUTHORIZED,
-            f"the key was refused by {url} (HTTP {status}): check FAL_KEY / key=",
-            status=status,
-            body=detail,
-        )
-    if status == 429:
-        return error_for(
-            RATE_LIMITED, f"token request rate limited (HTTP 429) by {url}", status=status
-        )
-    if status in RETRYABLE_HANDSHAKE_STATUSES:
-        return error_for(
-            CONNECTION_LOST, f"token endpoint {url} failed with HTTP {status}", status=status
-        )
-    return error_for(
-        INVALID_INPUT, f"token request refused by {url} (HTTP {status}): {detail}", status=status
-    )

@@ -1,11 +1,17 @@
 """Deliver a connection's events to user callbacks and pull-style iterators, in order.
 
-The socket reader only appends to a backlog; one dispatcher task per connection
-invokes the callbacks (plain or ``async def``) one event at a time, so a slow
-callback never stalls reading. When more than ``max_backlog`` results wait, the
-oldest waiting result is dropped and counted (``stats.dropped["slow_consumer"]``):
-realtime results are superseded by newer ones, as inputs are. Errors, state
-changes and lifecycle events are never dropped.
+No task stands by: an event is delivered at once, from the reader, when nothing is
+queued ahead of it. A plain callback runs inline; an ``async def`` one is started
+eagerly (Python 3.12+: ``asyncio.Task(..., eager_start=True)``), so one that finishes
+without suspending costs no task switch. A callback that does suspend goes on in its
+own task; events arriving meanwhile queue behind it and are delivered, in order, when
+it is done — so a slow callback never stalls reading. When more than ``max_backlog``
+results wait, the oldest waiting result is dropped and counted
+(``stats.dropped["slow_consumer"]``): realtime results are superseded by newer ones,
+as inputs are. Errors, state changes and lifecycle events are never dropped.
+
+On Python 3.11 (no eager tasks) an ``async def`` callback runs in a task of its own,
+started at once; the order and the backlog rules are the same.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import asyncio
 import collections
 import inspect
 import logging
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .errors import CALLBACK_ERROR, RealtimeError
@@ -27,6 +34,7 @@ log = logging.getLogger("fal_realtime")
 
 T = TypeVar("T")
 Callback = Callable[..., Any]
+_EAGER = sys.version_info >= (3, 12)
 
 
 @dataclass(slots=True)
@@ -79,19 +87,27 @@ class Subscription(Generic[T]):
             self._on_done(self)
 
 
-@dataclass(slots=True)
-class _Event:
-    name: str
-    args: tuple[Any, ...] = field(default_factory=tuple)
-
-
 _RESULT = "on_result"
-_AWAIT = "__await__"
-_STOP = _Event("__stop__")
 
 
 class Dispatcher:
-    """Own the task that invokes callbacks in event order."""
+    """Invoke callbacks in event order, inline when idle; see the module docstring."""
+
+    __slots__ = (
+        "_backlog",
+        "_busy",
+        "_callbacks",
+        "_idle",
+        "_max_backlog",
+        "_name",
+        "_on_callback_error",
+        "_on_drop",
+        "_results",
+        "_results_waiting",
+        "_running",
+        "_states",
+        "_stopped",
+    )
 
     def __init__(
         self,
@@ -102,19 +118,22 @@ class Dispatcher:
         on_callback_error: Callable[[], None],
         name: str,
     ) -> None:
-        self._backlog: collections.deque[_Event] = collections.deque()
-        self._busy = False
-        self.callbacks = callbacks
+        # Made when something must wait (a callback suspended), dropped once drained.
+        self._backlog: collections.deque[tuple[str, tuple[Any, ...]]] | None = None
         self._results_waiting = 0
         self._max_backlog = max_backlog
         self._on_drop = on_drop
         self._on_callback_error = on_callback_error
-        self._ready = asyncio.Event()
-        # Held weakly: an iterator the caller drops without using takes its queue with it.
-        self._results: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
-        self._states: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+        self._name = name
+        self._running = False  # delivering now (guards against re-entry from a callback)
+        self._busy: asyncio.Task[Any] | None = None  # a callback that suspended
+        self._idle: asyncio.Future[None] | None = None
         self._stopped = False
+        # Held weakly: an iterator the caller drops without using takes its queue with it.
+        # Made on first use: most connections never iterate.
+        self._results: weakref.WeakSet[Subscription[Any]] | None = None
+        self._states: weakref.WeakSet[Subscription[Any]] | None = None
+        self.callbacks = callbacks
 
     @property
     def callbacks(self) -> Callbacks:
@@ -124,63 +143,138 @@ class Dispatcher:
     @callbacks.setter
     def callbacks(self, callbacks: Callbacks) -> None:
         self._callbacks = callbacks
-        on_result = callbacks.on_result
-        # A plain on_result may run inline, from the reader, when nothing is queued ahead
-        # of it: the same order, one task switch fewer per result.
-        self._inline = on_result is not None and not any(
-            inspect.iscoroutinefunction(c) for c in (on_result, type(on_result).__call__)
-        )
 
-    # -- producers (called from the reader and the supervisor) ---------------------
+    # -- producers (called from the driver) ---------------------------------------------
 
     def result(self, value: Any) -> None:
-        """Deliver a result: inline when idle, else queued (the oldest dropped when full)."""
+        """Deliver a result: at once when idle, else queued (the oldest dropped when full)."""
         if self._results:
             for sub in self._results:
                 sub.push(value)
-        if self._inline and not self._backlog and not self._busy and not self._stopped:
-            self._call_inline(value)
+        if self._stopped:
             return
+        if self._busy is None and not self._running and not self._backlog:
+            self._deliver_now(_RESULT, (value,))
+            return
+        backlog = self._queue()
         if self._results_waiting >= self._max_backlog:
-            for index, event in enumerate(self._backlog):
-                if event.name == _RESULT:
-                    del self._backlog[index]
+            for index, (name, _) in enumerate(backlog):
+                if name == _RESULT:
+                    del backlog[index]
                     self._results_waiting -= 1
                     self._on_drop("slow_consumer")
                     break
         self._results_waiting += 1
-        self._push(_Event(_RESULT, (value,)))
-
-    def _call_inline(self, value: Any) -> None:
-        on_result = self._callbacks.on_result
-        assert on_result is not None
-        try:
-            outcome = on_result(value)
-        except Exception as exc:
-            self._failed("on_result", exc)
-            return
-        if outcome is not None and inspect.isawaitable(outcome):
-            self._push(_Event(_AWAIT, (outcome,)))  # a plain function returned a coroutine
+        backlog.append((_RESULT, (value,)))
 
     def emit(self, name: str, *args: Any) -> None:
-        """Queue a non-result event (error, meta, state change, open, close)."""
-        self._push(_Event(name, args))
-        if name == "on_state_change":
+        """Deliver a non-result event (error, meta, state change, open, close) in order."""
+        if name == "on_state_change" and self._states:
             for sub in self._states:
                 sub.push(args[0])
-
-    def _push(self, event: _Event) -> None:
         if self._stopped:
             return
-        self._backlog.append(event)
-        self._ready.set()
+        if self._busy is None and not self._running and not self._backlog:
+            self._deliver_now(name, args)
+        else:
+            self._queue().append((name, args))
+
+    def _queue(self) -> collections.deque[tuple[str, tuple[Any, ...]]]:
+        if self._backlog is None:
+            self._backlog = collections.deque()
+        return self._backlog
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def _deliver_now(self, name: str, args: tuple[Any, ...]) -> None:
+        """Call the callback for an event nothing waits ahead of, then what it queued."""
+        callback = getattr(self._callbacks, name)
+        if callback is None:
+            return
+        self._running = True
+        try:
+            self._call(name, callback, args)
+        finally:
+            self._running = False
+        if self._backlog and self._busy is None:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Deliver queued events until one suspends or none is left."""
+        self._running = True
+        try:
+            backlog = self._backlog
+            while backlog and self._busy is None:
+                name, args = backlog.popleft()
+                if name == _RESULT:
+                    self._results_waiting -= 1
+                callback = getattr(self._callbacks, name)
+                if callback is not None:
+                    self._call(name, callback, args)
+        finally:
+            self._running = False
+        if self._busy is None:
+            self._backlog = None
+            if self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
+
+    def _call(self, name: str, callback: Callback, args: tuple[Any, ...]) -> None:
+        try:
+            outcome = callback(*args)
+        except Exception as exc:
+            self._failed(name, exc)
+            return
+        if outcome is None or not inspect.isawaitable(outcome):
+            return
+        coro = outcome if inspect.iscoroutine(outcome) else _awaiting(outcome)
+        loop = asyncio.get_running_loop()
+        if _EAGER:
+            task: asyncio.Task[Any] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+                coro, loop=loop, name=self._name, eager_start=True
+            )
+            if task.done():
+                self._finished(name, task)
+                return
+        else:
+            task = loop.create_task(coro, name=self._name)
+        self._busy = task
+        task.add_done_callback(lambda done: self._resume(name, done))
+
+    def _resume(self, name: str, task: asyncio.Task[Any]) -> None:
+        self._busy = None
+        self._finished(name, task)
+        self._drain()
+
+    def _finished(self, name: str, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Exception):
+            self._failed(name, exc)
+        elif exc is not None:  # KeyboardInterrupt and the like: not ours to swallow
+            log.error("fal_realtime: %s callback raised %r", name, exc)
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """Log a callback's exception and report it to on_error as CALLBACK_ERROR."""
+        log.exception("fal_realtime: %s callback raised", name, exc_info=exc)
+        self._on_callback_error()
+        if name != "on_error" and self._callbacks.on_error is not None and not self._stopped:
+            error = RealtimeError(
+                CALLBACK_ERROR, f"{name} callback raised {type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            self._queue().appendleft(("on_error", (error,)))
 
     # -- pull-style consumers ----------------------------------------------------
 
     def subscribe_results(self) -> Subscription[Any]:
+        if self._results is None:
+            self._results = weakref.WeakSet()
         return self._subscribe(self._results, lambda: self._on_drop("results"))
 
     def subscribe_states(self) -> Subscription[Any]:
+        if self._states is None:
+            self._states = weakref.WeakSet()
         return self._subscribe(self._states, lambda: None)
 
     def _subscribe(
@@ -193,65 +287,29 @@ class Dispatcher:
             subs.add(sub)
         return sub
 
-    # -- the task ------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        while True:
-            while not self._backlog:
-                self._ready.clear()
-                await self._ready.wait()
-            event = self._backlog.popleft()
-            if event is _STOP:
-                return
-            if event.name == _RESULT:
-                self._results_waiting -= 1
-            self._busy = True
-            try:
-                if event.name == _AWAIT:
-                    await self._invoke(_RESULT, lambda awaitable: awaitable, event.args)
-                    continue
-                callback = getattr(self._callbacks, event.name)
-                if callback is not None:
-                    await self._invoke(event.name, callback, event.args)
-            finally:
-                self._busy = False
-
-    async def _invoke(self, name: str, callback: Callback, args: tuple[Any, ...]) -> None:
-        try:
-            outcome = callback(*args)
-            if outcome is not None and inspect.isawaitable(outcome):
-                await outcome
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._failed(name, exc)
-
-    def _failed(self, name: str, exc: Exception) -> None:
-        """Log a callback's exception and report it to on_error as CALLBACK_ERROR."""
-        log.exception("fal_realtime: %s callback raised", name, exc_info=exc)
-        self._on_callback_error()
-        if name != "on_error" and self._callbacks.on_error is not None:
-            error = RealtimeError(
-                CALLBACK_ERROR, f"{name} callback raised {type(exc).__name__}: {exc}"
-            )
-            error.__cause__ = exc
-            self._backlog.appendleft(_Event("on_error", (error,)))
-            self._ready.set()
+    # -- the end -------------------------------------------------------------------------
 
     async def stop(self, *, drain_timeout_s: float) -> None:
-        """Deliver what is queued (bounded by ``drain_timeout_s``), then stop the task."""
-        if not self._stopped:
-            self._stopped = True
-            self._backlog.append(_STOP)
-            self._ready.set()
-            for sub in (*self._results, *self._states):
-                sub.end()
-        try:
-            async with asyncio.timeout(drain_timeout_s):
-                await asyncio.shield(self._task)
-        except TimeoutError:
-            log.warning("fal_realtime: callbacks still running after close; cancelled")
-        finally:
-            if not self._task.done():
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Deliver what is queued (bounded by ``drain_timeout_s``), then stop delivering."""
+        if self._busy is not None or self._backlog:
+            self._idle = asyncio.get_running_loop().create_future()
+            if self._busy is None and not self._running:
+                self._drain()
+            try:
+                async with asyncio.timeout(drain_timeout_s):
+                    await asyncio.shield(self._idle)
+            except TimeoutError:
+                log.warning("fal_realtime: callbacks still running after close; cancelled")
+        self._stopped = True
+        self._backlog = None
+        for sub in (*(self._results or ()), *(self._states or ())):
+            sub.end()
+        busy = self._busy
+        if busy is not None:
+            busy.cancel()
+            await asyncio.gather(busy, return_exceptions=True)
+        self._idle = None
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    return await awaitable

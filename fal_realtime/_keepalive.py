@@ -4,8 +4,10 @@ Why not aiohttp's ``heartbeat=``: it keeps each socket it watched in reference c
 that only a full GC pass frees (a pong-timeout callback of the socket's own on aiohttp
 3.11–3.13; on Python 3.12+ an eagerly started ping task whose failure holds the socket
 through its traceback), and it behaves differently from one aiohttp release to the next.
-This one is a coroutine that runs in the reader's task group, so it ends with the
-reader and nothing of it outlives the socket.
+This one is a coroutine that runs in the reader's task group (:meth:`KeepAlive.run`),
+or timers whose pings run there (:meth:`KeepAlive.watch`, the realtime client's: an idle
+socket then holds a timer handle, not a task); either way it ends with the reader and
+nothing of it outlives the socket.
 
 The rule is aiohttp's: a socket that was silent for an interval gets a ping, and a
 peer that then stays silent for half an interval more is gone. Any frame counts as a
@@ -26,9 +28,10 @@ traceback holds), and a lost socket is no error.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-__all__ = ["PONG_MISSED_CODE", "KeepAlive"]
+__all__ = ["PONG_MISSED_CODE", "KeepAlive", "Watch"]
 
 #: The close code a socket gets when its peer stopped answering pings (abnormal closure).
 PONG_MISSED_CODE = 1006
@@ -88,3 +91,83 @@ class KeepAlive:
                 reading.reschedule(loop.time())
                 return
             self.heard = False
+
+    def watch(
+        self,
+        ws: _Pingable,
+        reading: asyncio.Timeout,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+    ) -> Watch:
+        """Watch ``ws`` by :meth:`run`'s rule with timers instead of a standing task.
+
+        Between pings only a timer handle exists; ``spawn`` runs each ping (a short task,
+        in the reader's task group). Call :meth:`Watch.stop` when the reader ends.
+        """
+        return Watch(self, ws, reading, spawn)
+
+
+class Watch:
+    """A :meth:`KeepAlive.watch` in progress: a timer, and a ping task while one is sent."""
+
+    __slots__ = ("_handle", "_keepalive", "_loop", "_ping", "_reading", "_spawn", "_ws")
+
+    def __init__(
+        self,
+        keepalive: KeepAlive,
+        ws: _Pingable,
+        reading: asyncio.Timeout,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+    ) -> None:
+        self._keepalive = keepalive
+        self._ws = ws
+        self._reading = reading
+        self._spawn = spawn
+        self._loop = asyncio.get_running_loop()
+        self._ping: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        if keepalive._interval_s is not None:
+            self._handle = self._loop.call_later(keepalive._interval_s, self._interval_over)
+
+    def stop(self) -> None:
+        """Stop watching: cancel the timer and a ping in flight (breaks every reference)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._ping is not None:
+            self._ping.cancel()
+            self._ping = None
+
+    def _interval_over(self) -> None:
+        keepalive = self._keepalive
+        assert keepalive._interval_s is not None
+        if keepalive.heard:
+            keepalive.heard = False
+            self._handle = self._loop.call_later(keepalive._interval_s, self._interval_over)
+            return
+        self._handle = None
+        self._ping = self._spawn(self._send_ping())
+
+    async def _send_ping(self) -> None:
+        keepalive = self._keepalive
+        try:
+            await self._ws.ping()
+        except Exception:
+            # A closing socket refuses the ping: the reader sees its end and reports it.
+            return
+        finally:
+            self._ping = None
+        keepalive.pings += 1
+        self._handle = self._loop.call_later(keepalive._timeout_s, self._pong_due)
+
+    def _pong_due(self) -> None:
+        keepalive = self._keepalive
+        assert keepalive._interval_s is not None
+        self._handle = None
+        if not keepalive.heard:
+            keepalive.missed = (
+                f"no pong within {keepalive._timeout_s:g} s of a ping: the peer is gone"
+            )
+            self._reading.reschedule(self._loop.time())
+            return
+        keepalive.heard = False
+        self._handle = self._loop.call_later(keepalive._interval_s, self._interval_over)

@@ -1,6 +1,7 @@
 """Pure policy: reconnect backoff, retry decisions, and rate-limit pacing (no I/O).
 
-Reconnect backoff is full-jitter exponential, computed by tenacity:
+Reconnect backoff is full-jitter exponential (:meth:`ReconnectPolicy.delays`, the same
+formula as tenacity's ``wait_random_exponential``, which :meth:`ReconnectPolicy.call` uses):
 the wait before retry *n* (n = 1, 2, ...) is ``uniform(0, min(max_delay_s,
 initial_delay_s * 2 ** (n - 1)))`` — so the first retry comes within
 ``initial_delay_s`` (100 ms by default) and no wait exceeds ``max_delay_s``.
@@ -10,27 +11,18 @@ Attempts stop after ``max_attempts`` or ``deadline_s``, whichever comes first.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
 from ._compat import reset_retrying
 
-__all__ = [
-    "RETRYABLE_CLOSE_CODES",
-    "RETRYABLE_HANDSHAKE_STATUSES",
-    "RateLimitPacer",
-    "ReconnectPolicy",
-    "set_testing",
-]
-
-#: Close codes that mean "the connection was lost": retry per policy.
-RETRYABLE_CLOSE_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
-#: Handshake statuses worth retrying: overload and server trouble.
-RETRYABLE_HANDSHAKE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+__all__ = ["RateLimitPacer", "ReconnectPolicy", "retry_sleep", "set_testing"]
 
 T = TypeVar("T")
 
@@ -47,7 +39,8 @@ def set_testing(enabled: bool) -> None:
     _testing = enabled
 
 
-async def _sleep(seconds: float) -> None:
+async def retry_sleep(seconds: float) -> None:
+    """Wait ``seconds`` before a retry (no wait at all under :func:`set_testing`)."""
     await asyncio.sleep(0 if _testing else seconds)
 
 
@@ -79,6 +72,13 @@ class ReconnectPolicy:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
+    def delays(self) -> Iterator[float]:
+        """Yield the waits before retry 1, 2, ...: ``uniform(0, min(max, initial * 2**(n-1)))``."""
+        for attempt in itertools.count():
+            yield random.uniform(
+                0, min(self.max_delay_s, self.initial_delay_s * 2.0 ** min(attempt, 64))
+            )
+
     def retrying(
         self,
         is_retryable: Callable[[BaseException], bool],
@@ -98,7 +98,7 @@ class ReconnectPolicy:
             ),
             retry=tenacity.retry_if_exception(is_retryable),
             reraise=True,
-            sleep=_sleep,
+            sleep=retry_sleep,
             before_sleep=before_sleep,
         )
 

@@ -6,6 +6,7 @@ Every failure the library reports, raised or delivered to ``on_error``, is a
     Exception
     └── RealtimeError                       code, message, status, body, request_id
         ├── ConnectionLostError             CONNECTION_LOST   (also a ConnectionError)
+        │   └── UntrustedCertificateError   CONNECTION_LOST   TLS verification failed: never retried
         ├── RealtimeTimeoutError            TIMEOUT           (also a TimeoutError)
         └── UnauthorizedError               UNAUTHORIZED      (also a PermissionError)
 
@@ -31,6 +32,7 @@ __all__ = [
     "RealtimeError",
     "RealtimeTimeoutError",
     "UnauthorizedError",
+    "UntrustedCertificateError",
     "error_for",
 ]
 
@@ -98,6 +100,13 @@ def _rebuild(
 
 class ConnectionLostError(RealtimeError, ConnectionError):
     """Report a socket that dropped or never opened (code ``CONNECTION_LOST``)."""
+
+
+class UntrustedCertificateError(ConnectionLostError):
+    """Report a server whose TLS certificate was not trusted (never retried).
+
+    Pass ``ssl_context=`` with a context that trusts it; verification stays on.
+    """
 
 
 class RealtimeTimeoutError(RealtimeError, TimeoutError):

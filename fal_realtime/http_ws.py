@@ -23,8 +23,7 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any
 
@@ -33,187 +32,27 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
-from ._cycles import release_socket, stop_task
-from ._keepalive import PONG_MISSED_CODE, KeepAlive
-from ._policy import RETRYABLE_HANDSHAKE_STATUSES, ReconnectPolicy
+from ._http_ws_parts import Reading, Response, ResponseReader, Socket, error_for_status
+from ._keepalive import KeepAlive
+from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
-from ._protocol.http_ws import Body, End, ResponseAssembler, Start
+from ._protocol.http_ws import End, Start
+from ._protocol.session import retryable
 from ._protocol.sse import SSEParser
+from ._transport import DEFAULT_MAX_FRAME_BYTES, SessionLease, open_socket, send_failed
 from .errors import (
     CONNECTION_LOST,
-    INTERNAL_ERROR,
     INVALID_INPUT,
-    RATE_LIMITED,
     UNAUTHORIZED,
     ConnectionLostError,
     RealtimeError,
     UnauthorizedError,
-    error_for,
 )
 
 __all__ = ["HttpWsConnection", "Response", "ws"]
 
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
-#: Frames the reader may hold ahead of the consumer (memory stays bounded).
-QUEUE_FRAMES = 16
 
-
-def error_for_status(
-    status: int, body: Any, request_id: str | None, *, what: str = "request"
-) -> RealtimeError:
-    """Return the RealtimeError for an HTTP error status answered to a request."""
-    if status in (401, 403):
-        code = UNAUTHORIZED
-    elif status == 429:
-        code = RATE_LIMITED
-    elif status < 500:
-        code = INVALID_INPUT
-    else:
-        code = INTERNAL_ERROR
-    detail = body
-    if isinstance(body, bytes | bytearray):
-        text = bytes(body[:300]).decode("utf-8", "replace")
-        try:
-            parsed = orjson.loads(body)
-            detail = parsed.get("detail", text) if isinstance(parsed, dict) else text
-        except orjson.JSONDecodeError:
-            detail = text
-    return error_for(
-        code,
-        f"{what} failed with HTTP {status}: {detail}",
-        status=status,
-        body=body,
-        request_id=request_id,
-    )
-
-
-@dataclass(slots=True)
-class Response:
-    """One whole response: status, headers, body and timings."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    request_id: str
-    content: bytes
-    time_to_first_byte: float | None = None
-    server_time_to_first_byte: float | None = None
-    elapsed: float = 0.0
-    end: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def text(self) -> str:
-        """Return the body decoded as UTF-8."""
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        """Return the body parsed as JSON."""
-        return orjson.loads(self.content)
-
-    @property
-    def ok(self) -> bool:
-        """Tell whether the status is below 400."""
-        return self.status < 400
-
-    def raise_for_status(self) -> Response:
-        """Raise :class:`RealtimeError` when the status is 400 or more; else return self."""
-        if self.status >= 400:
-            raise error_for_status(self.status, self.content, self.request_id)
-        return self
-
-
-class _Lost:
-    """The reader's marker: the socket ended."""
-
-    __slots__ = ("close_code", "reason")
-
-    def __init__(self, close_code: int | None, reason: str) -> None:
-        self.close_code = close_code
-        self.reason = reason
-
-
-class _Socket:
-    """One WebSocket, the task reading it, and the requests it still owes answers to."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, heartbeat_s: float | None) -> None:
-        self.ws = ws
-        self.keepalive = KeepAlive(heartbeat_s)
-        self.queue: asyncio.Queue[aiohttp.WSMessage | _Lost] = asyncio.Queue(QUEUE_FRAMES)
-        self.pending = 0
-        self.assembler = ResponseAssembler()
-        self.lost: _Lost | None = None
-        self.reader = asyncio.get_running_loop().create_task(
-            self._read(), name="fal-realtime-http-ws-reader"
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.lost is None and not self.ws.closed
-
-    async def _read(self) -> None:
-        keepalive = self.keepalive
-        pinger = None
-        try:
-            async with asyncio.timeout(None) as reading:
-                if keepalive.enabled:
-                    pinger = asyncio.get_running_loop().create_task(
-                        keepalive.run(self.ws, reading), name="fal-realtime-http-ws-keepalive"
-                    )
-                lost = await self._receive(keepalive)
-        except TimeoutError:
-            if not reading.expired():
-                raise
-            lost = _Lost(PONG_MISSED_CODE, keepalive.missed)
-            # The cancelled receive() marked it 1006: close() drops the transport at once
-            # (bounded: a stalled link may not even take the close frame).
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await self.ws.close()
-        finally:
-            if pinger is not None:
-                await stop_task(pinger)
-        self.lost = lost
-        await self.queue.put(lost)
-
-    async def _receive(self, keepalive: KeepAlive) -> _Lost:
-        ws = self.ws
-        while True:
-            msg = await ws.receive()
-            keepalive.heard = True
-            if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
-                await self.queue.put(msg)
-            elif msg.type is aiohttp.WSMsgType.PING:
-                with contextlib.suppress(Exception):  # closing: the next receive says so
-                    await ws.pong(msg.data)
-            elif msg.type is not aiohttp.WSMsgType.PONG:
-                reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
-                return _Lost(ws.close_code, reason)
-
-    async def close(self) -> None:
-        if not self.ws.closed:
-            with contextlib.suppress(Exception):
-                await self.ws.close()
-        await stop_task(self.reader)
-        release_socket(self.ws)
-
-    async def abort(self) -> None:
-        """Drop the socket without a close handshake (a response was abandoned)."""
-        await stop_task(self.reader)
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=1000, message=b"response abandoned")
-        release_socket(self.ws)
-
-
-class _Reading:
-    """Marks one response being read; a new read abandons an unfinished one."""
-
-    __slots__ = ("done", "socket")
-
-    def __init__(self, socket: _Socket) -> None:
-        self.socket = socket
-        self.done = False
-
-
-class HttpWsConnection:
+class HttpWsConnection(ResponseReader):
     """One HTTP-over-WebSocket connection to an app; see :func:`ws`."""
 
     def __init__(
@@ -228,6 +67,7 @@ class HttpWsConnection:
         open_timeout_s: float,
         heartbeat_s: float | None,
         ssl_context: ssl.SSLContext | None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.app = app
         self._path = path
@@ -238,16 +78,16 @@ class HttpWsConnection:
         self._open_timeout_s = open_timeout_s
         self._heartbeat_s = heartbeat_s
         self._ssl_context = ssl_context
-        self._http: aiohttp.ClientSession | None = None
-        self._socket: _Socket | None = None
+        self._lease = SessionLease(session)
+        self._socket: Socket | None = None
         self._lost_requests = 0
-        self._reading: _Reading | None = None
+        self._reading: Reading | None = None
         self._awaiting_frame = False
         self._request_lock = asyncio.Lock()
         self._closed = False
         # Sockets dropped from synchronous code; closed (and their readers awaited) at the
         # next async entry point or at close().
-        self._to_close: list[_Socket] = []
+        self._to_close: list[Socket] = []
         #: The ``start`` and ``end`` frames of the last response read (also after stream()).
         self.last_start: Start | None = None
         self.last_end: End | None = None
@@ -292,8 +132,7 @@ class HttpWsConnection:
         if socket is not None:
             self._to_close.append(socket)
         await self._reap()
-        if self._http is not None:
-            await self._http.close()
+        await self._lease.release()
 
     async def _reap(self) -> None:
         while self._to_close:
@@ -326,7 +165,7 @@ class HttpWsConnection:
             socket = await self._reconnect()
         try:
             await socket.ws.send_str(frame)
-        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+        except send_failed:
             # The socket died between requests; nothing was sent, so it is safe to retry once.
             if socket.pending:
                 raise ConnectionLostError(
@@ -417,110 +256,6 @@ class HttpWsConnection:
         finally:
             self._end_read(reading)
 
-    async def _begin_read(self) -> _Reading:
-        self._check_open()
-        if self._awaiting_frame:
-            raise RuntimeError(
-                "concurrent reads are not allowed: recv(), stream(), events() and request() "
-                "read responses in order, one at a time"
-            )
-        previous = self._reading
-        if previous is not None and not previous.done:
-            await self._skip_rest(previous)
-        await self._reap()
-        if self._lost_requests:
-            self._lost_requests -= 1
-            raise ConnectionLostError(
-                CONNECTION_LOST,
-                "the connection dropped before this request's response arrived; "
-                "it was not resent (it may have been processed)",
-            )
-        socket = self._socket
-        if socket is None or socket.pending == 0:
-            raise RuntimeError("no request is waiting for a response: call send() first")
-        reading = _Reading(socket)
-        self._reading = reading
-        return reading
-
-    def _end_read(self, reading: _Reading, *, abandoned: bool = False) -> None:
-        if not reading.done and not abandoned:
-            # Cancelled mid-response: the protocol cannot abort one response, so the
-            # socket is out of step; drop it (the next send opens a new one).
-            self._drop_socket(reading)
-
-    async def _skip_rest(self, previous: _Reading) -> None:
-        """Deal with a response left unfinished by a stream() the caller stopped iterating."""
-        socket = previous.socket
-        if self._socket is not socket or socket.pending <= 1:
-            # Nothing else is owed on that socket: dropping it is cheaper than draining.
-            self._drop_socket(previous)
-            return
-        # Later requests wait behind it on this socket: read the rest away to reach them.
-        try:
-            while not previous.done:
-                event = await self._next_event(previous)
-                if isinstance(event, End):
-                    socket.pending -= 1
-                    previous.done = True
-        except BaseException:
-            self._drop_socket(previous)
-            raise
-
-    def _drop_socket(self, reading: _Reading) -> None:
-        """Retire the reading's socket: responses it still owes are lost (never resent)."""
-        reading.done = True
-        socket = reading.socket
-        if self._socket is socket:
-            self._socket = None
-            self._lost_requests += max(0, socket.pending - 1)
-            socket.pending = 0
-            socket.reader.cancel()
-            self._to_close.append(socket)
-
-    async def _next_event(self, reading: _Reading) -> Start | Body | End:
-        if reading.done or reading is not self._reading:
-            raise RuntimeError(
-                "this response was abandoned (the next one was read, or its socket dropped)"
-            )
-        socket = reading.socket
-        self._awaiting_frame = True
-        try:
-            item = await socket.queue.get()
-        finally:
-            self._awaiting_frame = False
-        if isinstance(item, _Lost):
-            self._drop_socket(reading)
-            raise ConnectionLostError(
-                CONNECTION_LOST,
-                f"the connection dropped mid-response ({item.reason}); the request was not resent",
-            )
-        try:
-            return socket.assembler.feed(item.data)
-        except RealtimeError:
-            self._drop_socket(reading)
-            raise
-
-    async def _start(self, reading: _Reading) -> Start:
-        event = await self._next_event(reading)
-        if not isinstance(event, Start):  # the assembler refuses body/end before start
-            raise RealtimeError(INTERNAL_ERROR, "expected a start frame")
-        self.last_start = event
-        self.last_end = None
-        return event
-
-    async def _body(self, reading: _Reading) -> AsyncIterator[bytes]:
-        while True:
-            event = await self._next_event(reading)
-            if isinstance(event, Body):
-                yield event.data
-                continue
-            if isinstance(event, End):
-                self.last_end = event
-                reading.socket.pending -= 1
-                reading.done = True
-                return
-            raise RealtimeError(INTERNAL_ERROR, "a start frame arrived inside a response")
-
     # -- connecting ----------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -529,83 +264,42 @@ class HttpWsConnection:
                 CONNECTION_LOST, "the connection is closed: open a new one with fal_realtime.ws()"
             )
 
-    async def _reconnect(self) -> _Socket:
+    async def _reconnect(self) -> Socket:
         old, self._socket = self._socket, None
         if old is not None:
             self._lost_requests += old.pending
             await old.close()
         await self._reap()
-        if self._http is None:
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl_context if self._ssl_context is not None else True
-            )
-            self._http = aiohttp.ClientSession(connector=connector)
         if self._policy is None:
             ws = await self._open_once()
         else:
             ws = await self._open_with_retries(self._policy)
-        self._socket = _Socket(ws, self._heartbeat_s)
+        self._socket = Socket(ws, self._heartbeat_s)
         return self._socket
 
     async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
         try:
-            return await policy.call(self._open_once, lambda exc: isinstance(exc, _RetryOpen))
-        except _RetryOpen as exc:
+            return await policy.call(self._open_once, _worth_retrying)
+        except RealtimeError as exc:
+            if not retryable(exc):
+                raise
             raise ConnectionLostError(
-                CONNECTION_LOST, f"gave up opening {redact_url(self._url)}: {exc.error.message}"
+                CONNECTION_LOST, f"gave up opening {redact_url(self._url)}: {exc.message}"
             ) from None
 
     async def _open_once(self) -> aiohttp.ClientWebSocketResponse:
-        assert self._http is not None
-        where = redact_url(self._url)
-        try:
-            async with asyncio.timeout(self._open_timeout_s):
-                return await self._http.ws_connect(
-                    self._url,
-                    headers={"Authorization": f"Key {self._key}"},
-                    autoping=False,  # the keep-alive and the reader handle pings
-                    max_msg_size=self._max_frame_bytes,
-                    compress=0,
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            if exc.status in (401, 403):
-                raise UnauthorizedError(
-                    UNAUTHORIZED,
-                    f"{where} refused the key (HTTP {exc.status}): check FAL_KEY / key=",
-                    status=exc.status,
-                ) from None
-            error = error_for(
-                RATE_LIMITED if exc.status == 429 else CONNECTION_LOST,
-                f"handshake with {where} failed: HTTP {exc.status}",
-                status=exc.status,
-            )
-            if exc.status in RETRYABLE_HANDSHAKE_STATUSES:
-                raise _RetryOpen(error) from None
-            raise RealtimeError(
-                INVALID_INPUT,
-                f"handshake with {where} refused: HTTP {exc.status}",
-                status=exc.status,
-            ) from None
-        except aiohttp.ClientConnectorCertificateError:
-            raise ConnectionLostError(
-                CONNECTION_LOST,
-                f"the TLS certificate of {where} was not trusted: pass ssl_context= with a "
-                "context that trusts it (verification stays on)",
-            ) from None
-        except TimeoutError:
-            raise _RetryOpen(
-                error_for(CONNECTION_LOST, f"opening {where} took over {self._open_timeout_s} s")
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _RetryOpen(
-                ConnectionLostError(CONNECTION_LOST, f"cannot reach {where}: {type(exc).__name__}")
-            ) from None
+        return await open_socket(
+            self._lease.session,
+            self._url,
+            headers={"Authorization": f"Key {self._key}"},
+            max_frame_bytes=self._max_frame_bytes,
+            open_timeout_s=self._open_timeout_s,
+            ssl_context=self._ssl_context,
+        )
 
 
-class _RetryOpen(Exception):
-    def __init__(self, error: RealtimeError) -> None:
-        super().__init__(str(error))
-        self.error = error
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, RealtimeError) and retryable(exc)
 
 
 def ws(
@@ -619,6 +313,7 @@ def ws(
     open_timeout_s: float = 30.0,
     heartbeat_s: float | None = 30.0,
     ssl_context: ssl.SSLContext | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> HttpWsConnection:
     """Return an HTTP-over-WebSocket connection to ``app``; use it with ``async with``.
 
@@ -633,6 +328,8 @@ def ws(
             :class:`ReconnectPolicy` or its fields.
         max_frame_bytes: the largest frame sent or accepted (default 64 MiB).
         ssl_context: TLS context for ``wss://`` (verification stays on by default).
+        session: an ``aiohttp.ClientSession`` to use (never closed here); by default the
+            connections of one event loop share one, closed with the last of them.
 
     Raises:
         ValueError: a bad app id or base URL (before any I/O).
@@ -657,4 +354,5 @@ def ws(
         open_timeout_s=open_timeout_s,
         heartbeat_s=heartbeat_s,
         ssl_context=ssl_context,
+        session=session,
     )

@@ -145,3 +145,43 @@ def count_handshakes(gateway: Gateway) -> Callable[[], int]:
 
     gateway.authenticator.check = counting  # type: ignore[method-assign]
     return lambda: calls[0]
+
+
+class FramesRead:
+    """Count the data frames the gateway's WebSocket readers take off their sockets.
+
+    A signal instead of a sleep: once ``until(n)`` returns, the gateway has read ``n``
+    frames (and acted on each: its reader handles a frame before it reads the next).
+    ``pongs`` counts the pings the gateway answered.
+    """
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from aiohttp import web
+
+        self.count = 0
+        self.pongs = 0
+        self._changed = asyncio.Event()
+        receive, pong = web.WebSocketResponse.receive, web.WebSocketResponse.pong
+
+        async def answering(ws: web.WebSocketResponse, message: bytes = b"") -> None:
+            self.pongs += 1
+            self._changed.set()
+            await pong(ws, message)
+
+        monkeypatch.setattr(web.WebSocketResponse, "pong", answering)
+
+        async def counting(ws: web.WebSocketResponse, *args: Any, **kwargs: Any) -> Any:
+            msg = await receive(ws, *args, **kwargs)
+            if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                self.count += 1
+                self._changed.set()
+            return msg
+
+        monkeypatch.setattr(web.WebSocketResponse, "receive", counting)
+
+    async def until(self, count: int = 0, *, pongs: int = 0) -> None:
+        """Wait (bounded) until the gateway has read ``count`` data frames and sent ``pongs``."""
+        async with asyncio.timeout(WAIT):
+            while self.count < count or self.pongs < pongs:
+                self._changed.clear()
+                await self._changed.wait()

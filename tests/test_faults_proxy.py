@@ -125,7 +125,8 @@ async def test_rt_fault_5_delay_is_survived_and_measured(proxy: FaultProxy) -> N
     async with await _open(proxy, seen) as conn:
         proxy.delay_s = 40 * MS
         await _round_trip(conn, seen, 1)
-        assert conn.stats.last_latency_s is not None and conn.stats.last_latency_s >= 80 * MS
+        # Two 40 ms delays; libuv's timers (uvloop) may end each up to 1 ms early.
+        assert conn.stats.last_latency_s is not None and conn.stats.last_latency_s >= 78 * MS
         assert seen.errors == []
 
 

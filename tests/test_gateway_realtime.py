@@ -18,6 +18,7 @@ from fal_realtime.server import Gateway, RunningGateway
 from .conftest import MS
 from .gateway_tools import (
     WAIT,
+    FramesRead,
     open_realtime,
     read_until_closed,
     realtime_url,
@@ -55,7 +56,12 @@ class Gate:
 
 
 async def _fill_while_busy(
-    http: aiohttp.ClientSession, running: RunningGateway, gate: Gate, app: str, query: str = ""
+    http: aiohttp.ClientSession,
+    running: RunningGateway,
+    gate: Gate,
+    app: str,
+    frames: FramesRead,
+    query: str = "",
 ) -> list[Any]:
     ws = await open_realtime(http, running, app, query=query)
     await send_msgpack(ws, {"i": 0})
@@ -63,8 +69,7 @@ async def _fill_while_busy(
         await gate.started.wait()
     for i in range(1, 6):
         await send_msgpack(ws, {"i": i})
-    # Give the gateway's reader time to take the five frames off the socket.
-    await asyncio.sleep(100 * MS)
+    await frames.until(6)  # the gateway holds all five while input 0 is busy
     gate.release.set()
     results = []
     for _ in range(3 if not query else 2):
@@ -75,22 +80,31 @@ async def _fill_while_busy(
 
 
 async def test_gw_rt_2_buffering_drops_the_oldest(
-    gateway: Gateway, running: RunningGateway, http: aiohttp.ClientSession
+    gateway: Gateway,
+    running: RunningGateway,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """GW-RT-2: with buffering=2 the newest two pending inputs survive, the rest drop."""
     gate = Gate()
     gateway.add_realtime("test/gate", gate, buffering=2)
-    assert await _fill_while_busy(http, running, gate, "test/gate") == [0, 4, 5]
+    frames = FramesRead(monkeypatch)
+    assert await _fill_while_busy(http, running, gate, "test/gate", frames) == [0, 4, 5]
     assert gate.seen == [0, 4, 5]
 
 
 async def test_gw_rt_3_max_buffering_query_is_honoured(
-    gateway: Gateway, running: RunningGateway, http: aiohttp.ClientSession
+    gateway: Gateway,
+    running: RunningGateway,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """GW-RT-3: max_buffering=1 in the query keeps only the newest pending input."""
     gate = Gate()
     gateway.add_realtime("test/gate", gate)  # buffering=None: would keep all
-    assert await _fill_while_busy(http, running, gate, "test/gate", "max_buffering=1") == [0, 5]
+    frames = FramesRead(monkeypatch)
+    got = await _fill_while_busy(http, running, gate, "test/gate", frames, "max_buffering=1")
+    assert got == [0, 5]
 
 
 @pytest.mark.parametrize("value", ["0", "61", "-1", "many"])

@@ -398,8 +398,10 @@ async def test_rt_auth_7_refresh_is_shared_by_open_connections(
         conns = [c for c in outcomes if isinstance(c, RealtimeConnection)]
         try:
             assert len(conns) == 20, [o for o in outcomes if not isinstance(o, RealtimeConnection)]
-            # Every connection's refresher wakes at 0.9 s; the next refresh is due at 1.8 s.
-            await asyncio.sleep(1400 * MS)
+            # Every connection's refresher wakes at 0.9 s of the token's 1 s: one of them
+            # fetches, the other 19 wait for that fetch (the next refresh is due at 1.8 s).
+            await eventually(lambda: len(spy.issued) >= 2)
+            assert len(spy.token_posts()) == 2
             assert all(conn.state is ConnectionState.OPEN for conn in conns)
         finally:
             await asyncio.gather(*(conn.close() for conn in conns))

@@ -11,10 +11,11 @@ import pytest
 
 import fal_realtime
 from fal_realtime import ConnectionState, RealtimeConnection, RealtimeError, ReconnectPolicy
+from fal_realtime._transport import shared_session
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import KEY, MS
-from .gateway_tools import count_handshakes, eventually
+from .gateway_tools import FramesRead, count_handshakes, eventually
 
 WAIT = 5000 * MS
 
@@ -116,7 +117,7 @@ async def test_rt_3_no_coalesce_paces_every_message_in_order(running: RunningGat
         started = loop.time()
         for i in range(30):
             await conn.send({"i": i})
-            assert len(conn._outbox) <= 4
+            assert conn.pending <= 4
         # 30 messages, one per 5 ms, at most 4 waiting: send() had to wait for room.
         assert loop.time() - started >= (30 - 4 - 1) * 5 * MS
         await rec.until(lambda: len(rec.results) == 30)
@@ -259,7 +260,7 @@ async def test_rt_11_drop_without_close_frame_reconnects_and_delivers_pending(
         await rec.until(lambda: ConnectionState.RECONNECTING in rec.states)
         for i in range(1, 6):
             await conn.send({"i": i})
-        assert len(conn._outbox) == 5
+        assert conn.pending == 5
         gateway.set_faults("fal-ai/echo", None)
         await rec.until(lambda: len(rec.results) == 6)
         assert [r["echo"]["i"] for r in rec.results] == list(range(6))
@@ -520,18 +521,21 @@ async def test_rt_23_bad_arguments_fail_before_io(kwargs: dict[str, Any], error:
 
 
 async def test_rt_24_max_buffering_reaches_the_server(
-    gateway: Gateway, running: RunningGateway
+    gateway: Gateway, running: RunningGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RT-24: max_buffering=1 makes the server keep only the newest pending input."""
     release, started = asyncio.Event(), asyncio.Event()
+    seen: list[int] = []
 
     async def gate(value: dict[str, Any]) -> dict[str, Any]:
+        seen.append(value["i"])
         if value["i"] == 0:
             started.set()
             await release.wait()
         return value
 
     gateway.add_realtime("test/gate", gate)
+    frames = FramesRead(monkeypatch)
     rec = Recorder()
     async with await _connect(
         running, "test/gate", rec, throttle_interval=0, coalesce=False, max_buffering=1
@@ -541,29 +545,56 @@ async def test_rt_24_max_buffering_reaches_the_server(
             await started.wait()
         for i in range(1, 5):
             await conn.send({"i": i})
-        await asyncio.sleep(100 * MS)  # let the server read them all while input 0 is busy
+        await frames.until(5)  # the server holds inputs 1..4 while input 0 is busy
         release.set()
         await rec.until(lambda: len(rec.results) == 2)
-        await asyncio.sleep(50 * MS)
         assert rec.results == [{"i": 0}, {"i": 4}]
+    assert seen == [0, 4]  # 1..3 were dropped by the server, never handled
 
 
-async def test_rt_25_healthy_heartbeat_keeps_the_socket(running: RunningGateway) -> None:
-    """RT-25: with a 50 ms heartbeat, pongs keep an idle socket open (no false loss)."""
+async def test_rt_25_healthy_heartbeat_keeps_the_socket(
+    running: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RT-25: an idle socket with a 50 ms heartbeat is pinged, the pongs keep it open."""
+    seen = FramesRead(monkeypatch)
     rec = Recorder()
     async with await _connect(running, rec=rec, heartbeat_s=50 * MS, throttle_interval=0) as conn:
-        await asyncio.sleep(300 * MS)
+        await seen.until(pongs=3)  # three pings answered: three idle intervals survived
         assert conn.state is ConnectionState.OPEN and rec.opens == 1
+        assert conn.stats.reconnects == 0 and rec.closes == []
         await conn.send({"alive": True})
         await rec.until(lambda: rec.results)
     assert rec.errors == []
 
 
-async def test_rt_26_repr_and_errors_keep_the_key_out(running: RunningGateway) -> None:
-    """RT-26: repr(conn) names app and state, never the key."""
+async def test_rt_26_repr_and_errors_keep_the_key_out(
+    gateway: Gateway, running: RunningGateway
+) -> None:
+    """RT-26: repr(conn) names app and state; errors raised or reported never show the key."""
     async with await _connect(running) as conn:
         text = repr(conn)
     assert "fal-ai/echo" in text and "open" in text and KEY not in text
+    wrong = "wrong-key-id:wrong-key-secret"
+    shown: list[str] = []
+    for options in ({"use_jwt": False}, {"use_jwt": True}):
+        with pytest.raises(RealtimeError) as info:
+            await fal_realtime.connect("fal-ai/echo", base_url=running.ws_url, key=wrong, **options)
+        assert info.value.code == "UNAUTHORIZED"
+        shown += [str(info.value), repr(info.value), repr(info.value.body)]
+    # A refusal reported to on_error (after connect() returned) names no token either.
+    gateway.set_faults("fal-ai/echo", "refuse_auth=1")
+    rec = Recorder()
+    conn = await _connect(running, rec=rec, lazy=True)
+    try:
+        await conn.send({"n": 1})
+        await rec.until(lambda: conn.state is ConnectionState.FAILED)
+    finally:
+        await conn.close()
+    assert [e.code for e in rec.errors] == ["UNAUTHORIZED"]
+    shown += [str(e) for e in rec.errors] + [repr(e) for e in rec.errors] + [repr(conn)]
+    text = "\n".join(shown)
+    assert wrong not in text and "wrong-key-secret" not in text and KEY not in text
+    assert "fal_jwt_token=" not in text.replace("fal_jwt_token=***", "")
 
 
 async def test_rt_27_missed_pong_is_a_lost_connection(
@@ -583,7 +614,7 @@ async def test_rt_27_missed_pong_is_a_lost_connection(
 
 async def test_rt_28_abandoned_results_iterator_unsubscribes(running: RunningGateway) -> None:
     """RT-28: an async for over results() left with break stops receiving (no accumulation)."""
-    async with await _connect(running, throttle_interval=0) as conn:
+    async with await _connect(running, throttle_interval=0, max_backlog=1) as conn:
         for n in range(3):
             await conn.send({"n": n})
             results = conn.results()
@@ -591,7 +622,14 @@ async def test_rt_28_abandoned_results_iterator_unsubscribes(running: RunningGat
                 async for _ in results:
                     break
             await results.aclose()  # what the garbage collector does for an abandoned loop
-        assert len(conn._dispatcher._results) == 0
+        # A subscriber that keeps nothing read holds max_backlog=1: of two results, it
+        # drops one. Only this control subscriber may count a drop, not the three above.
+        control = conn.results()
+        for n in (3, 4):
+            await conn.send({"n": n})
+        await eventually(lambda: conn.stats.results == 5)
+        assert conn.stats.dropped == {"results": 1}
+        del control
 
 
 async def test_rt_29_token_endpoint_outage_is_retried(
@@ -644,7 +682,7 @@ async def test_rt_31_an_interrupted_close_still_completes(running: RunningGatewa
     with pytest.raises(asyncio.CancelledError):
         await closing
     await conn.close()
-    assert conn.state is ConnectionState.CLOSED and conn._http.closed
+    assert conn.state is ConnectionState.CLOSED and shared_session() is None
     assert states[-1] is ConnectionState.CLOSED
 
 
@@ -652,9 +690,14 @@ async def test_rt_32_an_unused_results_iterator_is_not_kept(running: RunningGate
     """RT-32: results() called but never iterated holds nothing once the caller drops it."""
     import gc
 
-    async with await _connect(running, throttle_interval=0) as conn:
+    async with await _connect(running, throttle_interval=0, max_backlog=1) as conn:
         unused = conn.results()
-        assert len(conn._dispatcher._results) == 1
+        control = conn.results()  # kept: it drops one of every two results past the first
         del unused
         gc.collect()
-        assert len(conn._dispatcher._results) == 0
+        for n in range(3):
+            await conn.send({"n": n})
+        await eventually(lambda: conn.stats.results == 3)
+        # The control alone dropped two; a kept `unused` would have dropped two more.
+        assert conn.stats.dropped == {"results": 2}
+        del control

@@ -1,0 +1,411 @@
+"""The realtime client's asyncio driver: it feeds the session machine and carries out its actions.
+
+The connection's life is decided by a sans-I/O machine
+(:class:`~fal_realtime._protocol.session.RealtimeSession`); :class:`Driver` feeds it
+what the sockets do and carries out what it answers. A connection holds only the
+tasks it needs at the moment:
+
+- while it has a socket: one *driver* task that opened the socket and reads it (in
+  a task group with a token refresher only when it uses tokens, a writer only while
+  inputs wait for their turn, and a ping only while one is sent: the keep-alive
+  between pings is a timer handle);
+- while it is ``dormant``, ``closed`` or ``failed``, or has not sent yet (``lazy``):
+  none;
+- callbacks run inline when nothing is queued (see :mod:`fal_realtime._dispatch`).
+
+Connections on one event loop share one ``aiohttp.ClientSession`` unless given
+``session=`` (see :mod:`fal_realtime._transport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from ._cycles import release_socket
+from ._dispatch import Callbacks, Dispatcher
+from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
+from ._options import RealtimeOptions, retry_settings
+from ._outbox import Outbox, Outgoing
+from ._policy import RateLimitPacer, retry_sleep
+from ._protocol.apps import realtime_url
+from ._protocol.realtime import Frame, FrameKind, classify, plain_result
+from ._protocol.session import (
+    Action,
+    DropToken,
+    Emit,
+    EnterState,
+    Fail,
+    Opened,
+    OpenSocket,
+    RealtimeSession,
+    RetryAfter,
+    SlowDown,
+)
+from ._stats import RealtimeStats
+from ._transport import (
+    SessionLease,
+    close_quietly,
+    open_socket,
+    receive_now,
+    send_failed,
+    socket_end,
+)
+from .errors import CONNECTION_LOST, RealtimeError
+
+__all__ = ["Driver"]
+
+log = logging.getLogger("fal_realtime")
+
+_BINARY, _TEXT = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
+_PING, _PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
+
+
+def _count_error(stats: RealtimeStats) -> None:
+    stats.errors += 1
+
+
+class Driver:
+    """The asyncio side of a realtime connection (the public API is its subclass's)."""
+
+    # Slots: a service holds thousands of idle connections.
+    __slots__ = (
+        "__weakref__",
+        "_closer",
+        "_closing_ws",
+        "_codec",
+        "_dispatcher",
+        "_driver",
+        "_group",
+        "_last_send_at",
+        "_lease",
+        "_loop",
+        "_machine",
+        "_max_frame_bytes",
+        "_next_send_at",
+        "_opened",
+        "_options",
+        "_outbox",
+        "_pacer",
+        "_token",
+        "_writer",
+        "_ws",
+        "app",
+        "connection_key",
+        "stats",
+    )
+
+    def __init__(self, options: RealtimeOptions, callbacks: Callbacks) -> None:
+        self.app = options.app
+        self.connection_key = options.connection_key
+        self.stats = RealtimeStats()
+        self._options = options
+        self._codec = options.codec
+        self._max_frame_bytes = options.max_frame_bytes
+        self._machine = RealtimeSession(
+            retry=retry_settings(options.policy), uses_tokens=options.tokens is not None
+        )
+        self._pacer = RateLimitPacer(options.throttle_interval_s)
+        # throttle_interval=0 sends each message at once: nothing to coalesce.
+        coalesce = options.coalesce and options.throttle_interval_s > 0
+        self._outbox = Outbox(coalesce=coalesce, max_pending=options.max_pending)
+        self._loop = asyncio.get_running_loop()
+        self._next_send_at = 0.0
+        self._last_send_at: float | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None  # the socket, once open
+        self._token: str | None = None  # the token the current socket used
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closer: asyncio.Task[None] | None = None
+        self._lease = SessionLease(options.session)
+        self._driver: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing_ws: aiohttp.ClientWebSocketResponse | None = None
+        self._dispatcher = Dispatcher(
+            callbacks,
+            max_backlog=options.max_backlog,
+            on_drop=self.stats.drop,
+            # Not a bound method: the dispatcher must not hold the connection, or the two
+            # would form a cycle that only a full GC pass frees after close().
+            on_callback_error=functools.partial(_count_error, self.stats),
+            name=f"fal-realtime-callback[{options.app}]",
+        )
+
+    def _forget(self) -> None:
+        """Leave the ``connection_key`` registry (the subclass knows it)."""
+
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse, item: Outgoing) -> bool:
+        """Send one frame; on a dying socket keep it for the next one.
+
+        No lock is needed between the direct path and the writer: an uncompressed frame
+        is handed to the transport before ``send_bytes`` first awaits, and the interval
+        is reserved before that too, so frames leave in order and on schedule.
+        """
+        now = self._loop.time()
+        interval = self._pacer.interval(now)
+        self._next_send_at = now + interval if interval > 0 else 0.0
+        try:
+            if isinstance(item.frame, bytes):
+                await ws.send_bytes(item.frame)
+            else:
+                await ws.send_str(item.frame)
+        except send_failed:
+            if not self._outbox.push_front(item):
+                self.stats.coalesced += 1
+            return False
+        self.stats.sent += 1
+        self._last_send_at = time.perf_counter()
+        return True
+
+    def _start_writer(self) -> None:
+        """Start the writer if inputs wait and a socket is open (it ends when none wait)."""
+        if self._writer is None and self._group is not None and self._ws is not None:
+            self._writer = self._group.create_task(
+                self._write_loop(self._ws), name="fal-realtime-writer"
+            )
+
+    async def _write_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        outbox, loop = self._outbox, self._loop
+        try:
+            while outbox:
+                wait = self._next_send_at - loop.time()
+                if wait > 0:
+                    # Inside the interval: sleep to its end, then send whatever is newest.
+                    await asyncio.sleep(wait)
+                    continue
+                if not await self._write(ws, outbox.pop()):
+                    return  # the socket is going away; the frame waits for the next one
+        finally:
+            self._writer = None
+
+    # -- carrying out the machine's actions ------------------------------------------
+
+    def _want_socket(self) -> None:
+        if self._machine.want_socket():
+            previous = self._driver
+            self._driver = self._loop.create_task(
+                self._drive(previous), name=f"fal-realtime-driver[{self.app}]"
+            )
+
+    def _do(self, actions: list[Action]) -> OpenSocket | RetryAfter | None:
+        """Carry out ``actions`` in order; return what the driver must do next, if anything."""
+        then: OpenSocket | RetryAfter | None = None
+        dispatcher = self._dispatcher
+        for action in actions:
+            if isinstance(action, EnterState):
+                dispatcher.emit("on_state_change", action.state)
+            elif isinstance(action, Emit):
+                if action.name == "on_error":
+                    self.stats.errors += 1
+                dispatcher.emit(action.name, *action.args)
+            elif isinstance(action, Opened):
+                if action.reconnect:
+                    self.stats.reconnects += 1
+                if not self._opened.done():
+                    self._opened.set_result(None)
+            elif isinstance(action, DropToken):
+                if self._options.tokens is not None:
+                    self._options.tokens.invalidate(self._token)
+            elif isinstance(action, SlowDown):
+                self._pacer.rate_limited(self._loop.time())
+            elif isinstance(action, Fail):
+                self._failed(action.error)
+            else:
+                then = action
+        return then
+
+    def _failed(self, error: RealtimeError) -> None:
+        self._forget()
+        if dropped := self._outbox.clear():
+            self.stats.drop("failed", dropped)
+        if not self._opened.done():
+            self._opened.set_exception(error)
+            self._opened.exception()  # retrieved: connect() may be gone
+
+    # -- the driver task ---------------------------------------------------------------
+
+    async def _drive(self, previous: asyncio.Task[None] | None) -> None:
+        """Open sockets and read them until the machine says there is nothing to do."""
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        machine, clock = self._machine, self._loop.time
+        then: OpenSocket | RetryAfter | None = OpenSocket()
+        try:
+            while then is not None and not machine.closing:
+                if isinstance(then, RetryAfter):
+                    log.info("fal_realtime: %s: %s; retrying", self.app, then.error.message)
+                    await retry_sleep(then.delay_s)
+                    then = self._do(machine.retry_due())
+                    continue
+                then = self._do(await self._attempt(clock))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: fail loudly rather than hang
+            log.exception("fal_realtime: the connection's driver crashed")
+            self._do(machine.crashed(RealtimeError(CONNECTION_LOST, f"internal error: {exc!r}")))
+
+    async def _attempt(self, clock: Any) -> list[Action]:
+        """Open one socket and run it to its end; return the machine's verdict."""
+        options, machine = self._options, self._machine
+        session = self._lease.session
+        headers: dict[str, str] = {}
+        token: str | None = None
+        try:
+            if options.tokens is not None:
+                token = await options.tokens.get(session)
+            elif options.key:
+                headers["Authorization"] = f"Key {options.key}"
+        except RealtimeError as exc:
+            return machine.open_failed(exc, now=clock(), handshake=False)
+        self._token = token
+        url = realtime_url(
+            options.app,
+            base=options.url_base,
+            path=options.path,
+            token=token,
+            max_buffering=options.max_buffering,
+            extra_query=options.extra_query,
+        )
+        try:
+            ws = await open_socket(
+                session,
+                url,
+                headers=headers,
+                max_frame_bytes=options.max_frame_bytes,
+                open_timeout_s=options.open_timeout_s,
+                close_timeout_s=options.close_timeout_s,
+                ssl_context=options.ssl_context,
+            )
+        except RealtimeError as exc:
+            return machine.open_failed(exc, now=clock())
+        self._do(machine.socket_opened(now=clock()))
+        # A new socket has sent nothing yet: its first frame need not wait out the
+        # interval the old socket started.
+        self._next_send_at = 0.0
+        keepalive = KeepAlive(options.heartbeat_s)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                helpers = []
+                if options.tokens is not None:
+                    helpers.append(
+                        group.create_task(
+                            options.tokens.keep_fresh(session), name="fal-realtime-refresh"
+                        )
+                    )
+                watch: Watch | None = None
+                try:
+                    async with asyncio.timeout(None) as reading:
+                        if keepalive.enabled:
+                            # Timers, not a task: an idle socket costs a timer handle.
+                            watch = keepalive.watch(
+                                ws,
+                                reading,
+                                functools.partial(group.create_task, name="fal-realtime-ping"),
+                            )
+                        code, cause = await self._read(ws, keepalive)
+                except TimeoutError:
+                    if not reading.expired():
+                        raise
+                    code, cause = PONG_MISSED_CODE, keepalive.missed
+                finally:
+                    self._ws = self._group = None
+                    if watch is not None:
+                        watch.stop()
+                    for helper in helpers:
+                        helper.cancel()
+                    if self._writer is not None:
+                        self._writer.cancel()
+        finally:
+            self._ws = None
+            if ws is not self._closing_ws:  # else close() finishes the close and reports it
+                if not ws.closed:
+                    await close_quietly(ws)
+                release_socket(ws)
+        if ws is self._closing_ws:
+            return []
+        return machine.socket_closed(code, now=clock(), pending=bool(self._outbox), cause=cause)
+
+    async def _read(
+        self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
+    ) -> tuple[int | None, str]:
+        """Read ``ws`` until it ends; return its close code and what ended it."""
+        machine, dispatcher, stats = self._machine, self._dispatcher, self.stats
+        codec = self._codec
+        decode, custom, fast = codec.decode, codec.custom_decode, not codec.custom_decode
+        # What the server sent along with its handshake is read before the socket counts
+        # as open: an immediate refusal then fails connect() itself (no fixed wait).
+        msg: aiohttp.WSMessage | None = None
+        while True:
+            got = receive_now(ws)
+            if not isinstance(got, tuple):
+                break
+            keepalive.heard = True
+            if got.type is _BINARY or got.type is _TEXT:
+                self._classified(classify(got.data, decode, custom_decode=custom), ws)
+            elif got.type is _PING or got.type is _PONG:
+                msg = got  # answered below, once the socket counts as open
+                break
+            else:
+                return socket_end(got, ws)
+        self._do(machine.confirm())
+        if machine.confirmed and self._ws is None:
+            self._ws = ws
+            if self._outbox:
+                self._start_writer()
+        if msg is None:
+            assert not isinstance(got, tuple)
+            msg = await got
+        while True:
+            keepalive.heard = True
+            kind = msg.type
+            if kind is _BINARY and fast:
+                # Hot path: a binary map that is plainly a result skips classification.
+                try:
+                    value = decode(msg.data)
+                except Exception:
+                    value = None
+                if plain_result(value):
+                    stats.results += 1
+                    if self._last_send_at is not None:
+                        stats.last_latency_s = time.perf_counter() - self._last_send_at
+                        self._last_send_at = None
+                    if machine.confirmed:
+                        machine.result()
+                    else:
+                        self._do(machine.result())
+                    dispatcher.result(value)
+                    msg = await ws.receive()
+                    continue
+            if kind is _BINARY or kind is _TEXT:
+                self._classified(classify(msg.data, decode, custom_decode=custom), ws)
+            elif kind is _PING:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(msg.data)
+            elif kind is not _PONG:
+                return socket_end(msg, ws)
+            msg = await ws.receive()
+
+    def _classified(self, frame: Frame, ws: aiohttp.ClientWebSocketResponse) -> None:
+        confirmed = self._machine.confirmed
+        if frame.kind is FrameKind.RESULT:
+            self.stats.results += 1
+            if self._last_send_at is not None:
+                self.stats.last_latency_s = time.perf_counter() - self._last_send_at
+                self._last_send_at = None
+            self._do(self._machine.frame(frame))
+            self._dispatcher.result(frame.value)
+        else:
+            if frame.kind is FrameKind.META:
+                self.stats.meta += 1
+            self._do(self._machine.frame(frame))
+        if not confirmed and self._machine.confirmed and self._ws is None:
+            self._ws = ws
+            if self._outbox:
+                self._start_writer()

@@ -1,0 +1,25 @@
+"""A realtime connection's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["RealtimeStats"]
+
+
+@dataclass(slots=True)
+class RealtimeStats:
+    """Counters of one connection (read them any time; they only grow)."""
+
+    sent: int = 0
+    coalesced: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    results: int = 0
+    errors: int = 0
+    meta: int = 0
+    reconnects: int = 0
+    last_latency_s: float | None = None
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` messages dropped for ``reason``."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
