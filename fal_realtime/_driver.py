@@ -159,6 +159,8 @@ class Driver:
             if not self._outbox.push_front(item):
                 self.stats.coalesced += 1
             return False
+        if self._options.recorder is not None:
+            self._options.recorder.sent(item.frame)
         self.stats.sent += 1
         self._last_send_at = time.perf_counter()
         return True
@@ -284,6 +286,8 @@ class Driver:
             )
         except RealtimeError as exc:
             return machine.open_failed(exc, now=clock())
+        if options.recorder is not None:
+            options.recorder.opened(url)
         self._do(machine.socket_opened(now=clock()))
         # A new socket has sent nothing yet: its first frame need not wait out the
         # interval the old socket started.
@@ -324,6 +328,11 @@ class Driver:
                         self._writer.cancel()
         finally:
             self._ws = None
+            if options.recorder is not None:  # close() sends 1000; else what the server did
+                if ws is self._closing_ws:
+                    options.recorder.closed(1000, by="client")
+                else:
+                    options.recorder.closed(ws.close_code, by="server")
             if ws is not self._closing_ws:  # else close() finishes the close and reports it
                 if not ws.closed:
                     await close_quietly(ws)
@@ -337,7 +346,7 @@ class Driver:
     ) -> tuple[int | None, str]:
         """Read ``ws`` until it ends; return its close code and what ended it."""
         machine, dispatcher, stats = self._machine, self._dispatcher, self.stats
-        codec = self._codec
+        codec, recorder = self._codec, self._options.recorder
         decode, custom, fast = codec.decode, codec.custom_decode, not codec.custom_decode
         # What the server sent along with its handshake is read before the socket counts
         # as open: an immediate refusal then fails connect() itself (no fixed wait).
@@ -348,6 +357,8 @@ class Driver:
                 break
             keepalive.heard = True
             if got.type is _BINARY or got.type is _TEXT:
+                if recorder is not None:
+                    recorder.received(got.data)
                 self._classified(classify(got.data, decode, custom_decode=custom), ws)
             elif got.type is _PING or got.type is _PONG:
                 msg = got  # answered below, once the socket counts as open
@@ -365,6 +376,8 @@ class Driver:
         while True:
             keepalive.heard = True
             kind = msg.type
+            if recorder is not None and (kind is _BINARY or kind is _TEXT):
+                recorder.received(msg.data)
             if kind is _BINARY and fast:
                 # Hot path: a binary map that is plainly a result skips classification.
                 try:

@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 from ._cycles import release_socket, stop_task
 from ._keepalive import PONG_MISSED_CODE, KeepAlive
 from ._protocol.http_ws import Body, End, ResponseAssembler, Start
+from ._recorder import Recorder
 from .errors import (
     CONNECTION_LOST,
     INTERNAL_ERROR,
@@ -121,8 +122,15 @@ class Lost:
 class Socket:
     """One WebSocket, the task reading it, and the requests it still owes answers to."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, heartbeat_s: float | None) -> None:
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        heartbeat_s: float | None,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.ws = ws
+        #: Writes this socket's frames and end (``record=PATH``); None once it has ended.
+        self.recorder = recorder
         self.keepalive = KeepAlive(heartbeat_s)
         self.queue: asyncio.Queue[aiohttp.WSMessage | Lost] = asyncio.Queue(QUEUE_FRAMES)
         self.pending = 0
@@ -159,6 +167,9 @@ class Socket:
             if pinger is not None:
                 await stop_task(pinger)
         self.lost = lost
+        if self.recorder is not None:
+            self.recorder.closed(lost.close_code, by="server")
+            self.recorder = None
         await self.queue.put(lost)
 
     async def _receive(self, keepalive: KeepAlive) -> Lost:
@@ -167,6 +178,8 @@ class Socket:
             msg = await ws.receive()
             keepalive.heard = True
             if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
+                if self.recorder is not None:
+                    self.recorder.received(msg.data)
                 await self.queue.put(msg)
             elif msg.type is aiohttp.WSMsgType.PING:
                 with contextlib.suppress(Exception):  # closing: the next receive says so
@@ -175,7 +188,14 @@ class Socket:
                 reason = f"{type(msg.data).__name__}: {msg.data}" if msg.data else msg.type.name
                 return Lost(ws.close_code, reason)
 
+    def _closing(self) -> None:
+        """Record that this side closes the socket (the reader records any other end)."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.closed(1000, by="client")
+
     async def close(self) -> None:
+        self._closing()
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
@@ -184,6 +204,7 @@ class Socket:
 
     async def abort(self) -> None:
         """Drop the socket without a close handshake (a response was abandoned)."""
+        self._closing()
         await stop_task(self.reader)
         with contextlib.suppress(Exception):
             await self.ws.close(code=1000, message=b"response abandoned")

@@ -17,6 +17,7 @@ from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, resolve_base, token_url, validate_max_buffering
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.session import RetrySettings
+from ._recorder import Recorder
 from .errors import UNAUTHORIZED, UnauthorizedError
 
 __all__ = ["RealtimeOptions", "retry_settings"]
@@ -48,6 +49,8 @@ class RealtimeOptions:
     ssl_context: ssl.SSLContext | None
     connection_key: str | None
     session: aiohttp.ClientSession | None
+    #: Writes what the connection sends and receives (``record=PATH``), or None.
+    recorder: Recorder | None = None
 
     @classmethod
     def build(
@@ -77,6 +80,7 @@ class RealtimeOptions:
         ssl_context: ssl.SSLContext | None,
         connection_key: str | None,
         session: aiohttp.ClientSession | None,
+        record: str | os.PathLike[str] | None = None,
     ) -> RealtimeOptions:
         """Validate ``connect()``'s arguments (before any I/O) and build the record.
 
@@ -138,6 +142,9 @@ class RealtimeOptions:
             ssl_context=ssl_context,
             connection_key=connection_key,
             session=session,
+            recorder=None
+            if record is None
+            else Recorder(record, protocol="realtime", app=app, path_option=path),
         )
 
 

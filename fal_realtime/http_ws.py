@@ -39,6 +39,7 @@ from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
 from ._protocol.http_ws import End, Start
 from ._protocol.session import retryable
 from ._protocol.sse import SSEParser
+from ._recorder import Recorder
 from ._transport import DEFAULT_MAX_FRAME_BYTES, SessionLease, open_socket, send_failed
 from .errors import (
     CONNECTION_LOST,
@@ -68,8 +69,10 @@ class HttpWsConnection(ResponseReader):
         heartbeat_s: float | None,
         ssl_context: ssl.SSLContext | None,
         session: aiohttp.ClientSession | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.app = app
+        self._recorder = recorder
         self._path = path
         self._url = http_ws_url(app, base=url_base, path=path)
         self._key = key
@@ -173,6 +176,8 @@ class HttpWsConnection(ResponseReader):
                 ) from None
             socket = await self._reconnect()
             await socket.ws.send_str(frame)
+        if socket.recorder is not None:
+            socket.recorder.sent(frame)
         socket.pending += 1
 
     async def recv(self) -> bytes:
@@ -274,7 +279,9 @@ class HttpWsConnection(ResponseReader):
             ws = await self._open_once()
         else:
             ws = await self._open_with_retries(self._policy)
-        self._socket = Socket(ws, self._heartbeat_s)
+        self._socket = Socket(ws, self._heartbeat_s, self._recorder)
+        if self._recorder is not None:
+            self._recorder.opened(self._url)
         return self._socket
 
     async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
@@ -314,6 +321,7 @@ def ws(
     heartbeat_s: float | None = 30.0,
     ssl_context: ssl.SSLContext | None = None,
     session: aiohttp.ClientSession | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> HttpWsConnection:
     """Return an HTTP-over-WebSocket connection to ``app``; use it with ``async with``.
 
@@ -330,6 +338,8 @@ def ws(
         ssl_context: TLS context for ``wss://`` (verification stays on by default).
         session: an ``aiohttp.ClientSession`` to use (never closed here); by default the
             connections of one event loop share one, closed with the last of them.
+        record: write what the connection sends and receives to this file (one JSON line
+            per frame, with timing), for ``Gateway.replay``; headers (the key) never.
 
     Raises:
         ValueError: a bad app id or base URL (before any I/O).
@@ -355,4 +365,7 @@ def ws(
         heartbeat_s=heartbeat_s,
         ssl_context=ssl_context,
         session=session,
+        recorder=None
+        if record is None
+        else Recorder(record, protocol="http_ws", app=app, path_option=path),
     )

@@ -13,6 +13,7 @@ be sent is kept and goes out first on the new socket.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -252,6 +253,7 @@ async def connect(
     ssl_context: ssl.SSLContext | None = None,
     query: Mapping[str, str] | None = None,
     session: aiohttp.ClientSession | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> RealtimeConnection:
     """Open a realtime connection to ``app`` and return it once its socket is up.
 
@@ -285,6 +287,8 @@ async def connect(
             ``fal_faults``).
         session: an ``aiohttp.ClientSession`` to use (never closed here); by default the
             connections of one event loop share one, closed with the last of them.
+        record: write what the connection sends and receives to this file (one JSON line
+            per frame, with timing), for ``Gateway.replay``; never a key or a token.
 
     Raises:
         ValueError, TypeError: bad arguments (before any I/O).
@@ -316,6 +320,7 @@ async def connect(
         ssl_context=ssl_context,
         connection_key=connection_key,
         session=session,
+        record=record,
     )
     callbacks = Callbacks(on_result, on_error, on_open, on_close, on_state_change, on_meta)
     keyed = _registry.setdefault(asyncio.get_running_loop(), {})
