@@ -119,6 +119,7 @@ async def test_gw_rec_9_ws_records_and_replays_start_body_end(
             ]
 
     bodies = await ask(running.ws_url, live)
+    assert KEY not in live.read_text(encoding="utf-8")  # the Key header is never written
     recording = read(live)
     assert recording.header.protocol == "http_ws" and recording.header.app == app
     assert [e.kind for e in recording.events][:2] == ["open", "send"]
@@ -128,3 +129,27 @@ async def test_gw_rec_9_ws_records_and_replays_start_body_end(
     async with replayer.serve(port=0) as replaying:
         assert await ask(replaying.ws_url, again) == bodies
     assert received(read(again))[:-1] == received(recording)[:-1]
+
+
+async def test_gw_rec_10_a_key_in_the_header_is_never_written(
+    running: RunningGateway, tmp_path: Path
+) -> None:
+    """GW-REC-10: with use_jwt=False (the Key header) the recording still holds no key."""
+    path = tmp_path / "echo.jsonl"
+    results: asyncio.Queue[Any] = asyncio.Queue()
+    conn = await fal_realtime.connect(
+        "fal-ai/echo",
+        on_result=results.put_nowait,
+        base_url=running.ws_url,
+        key=KEY,
+        use_jwt=False,
+        record=path,
+    )
+    try:
+        await conn.send({"secret": "not a key"})
+        assert await asyncio.wait_for(results.get(), WAIT) == {"echo": {"secret": "not a key"}}
+    finally:
+        await conn.close()
+    text = path.read_text(encoding="utf-8")
+    assert KEY not in text and "test-key-secret" not in text
+    assert [e.kind for e in read(path).events] == ["open", "send", "recv", "close"]
