@@ -113,6 +113,7 @@ class _ReplaySession:
         self._plan = plan
         self._queue: asyncio.Queue[tuple[Step, ...]] = asyncio.Queue()
         self._realtime = app.recording.header.protocol == "realtime"
+        self._closing = False
 
     async def run(self) -> None:
         """Read inputs here while the writer sends what each is answered with."""
@@ -121,6 +122,11 @@ class _ReplaySession:
         try:
             await self._read_loop()
         finally:
+            if self._closing:
+                # The writer's close() is what ended the read (aiohttp 3.9 wakes a waiting
+                # receive() first): let it send the recorded code, or aiohttp closes
+                # with 1000 once the handler returns.
+                await asyncio.wait({writer})
             await stop_task(writer)
 
     async def _read_loop(self) -> None:
@@ -182,6 +188,7 @@ class _ReplaySession:
             if self._request.transport is not None:
                 self._request.transport.abort()
             return
+        self._closing = True
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._ws.close(code=code)
 
