@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from ._cycles import release_socket, stop_task
-from ._keepalive import PONG_MISSED_CODE, KeepAlive
+from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
 from ._protocol.http_ws import Body, End, ResponseAssembler, Start
 from ._recorder import Recorder
 from .errors import (
@@ -146,13 +146,19 @@ class Socket:
 
     async def _read(self) -> None:
         keepalive = self.keepalive
-        pinger = None
+        watch: Watch | None = None
+        pings: set[asyncio.Task[None]] = set()
+
+        def spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+            task = asyncio.get_running_loop().create_task(coro, name="fal-realtime-http-ws-ping")
+            pings.add(task)
+            task.add_done_callback(pings.discard)
+            return task
+
         try:
             async with asyncio.timeout(None) as reading:
                 if keepalive.enabled:
-                    pinger = asyncio.get_running_loop().create_task(
-                        keepalive.run(self.ws, reading), name="fal-realtime-http-ws-keepalive"
-                    )
+                    watch = keepalive.watch(self.ws, reading, spawn)
                 lost = await self._receive(keepalive)
         except TimeoutError:
             if not reading.expired():
@@ -164,8 +170,10 @@ class Socket:
                 async with asyncio.timeout(1.0):
                     await self.ws.close()
         finally:
-            if pinger is not None:
-                await stop_task(pinger)
+            if watch is not None:
+                watch.stop()
+            for task in list(pings):  # a ping in flight: cancelled by stop(), awaited here
+                await stop_task(task)
         self.lost = lost
         if self.recorder is not None:
             self.recorder.closed(lost.close_code, by="server")

@@ -4,10 +4,9 @@ Why not aiohttp's ``heartbeat=``: it keeps each socket it watched in reference c
 that only a full GC pass frees (a pong-timeout callback of the socket's own on aiohttp
 3.11–3.13; on Python 3.12+ an eagerly started ping task whose failure holds the socket
 through its traceback), and it behaves differently from one aiohttp release to the next.
-This one is a coroutine that runs in the reader's task group (:meth:`KeepAlive.run`),
-or timers whose pings run there (:meth:`KeepAlive.watch`, the realtime client's: an idle
-socket then holds a timer handle, not a task); either way it ends with the reader and
-nothing of it outlives the socket.
+This one is timers whose pings run as short tasks the reader owns
+(:meth:`KeepAlive.watch`): an idle socket holds a timer handle, not a task, and
+nothing of it outlives the reader.
 
 The rule is aiohttp's: a socket that was silent for an interval gets a ping, and a
 peer that then stays silent for half an interval more is gone. Any frame counts as a
@@ -15,10 +14,10 @@ sign of life, a pong or data: the reader sets :attr:`KeepAlive.heard` for each o
 (one attribute store per frame), so a busy socket is never pinged and a slow link
 that still delivers results is not declared dead. The reader opens the socket with
 ``autoping=False`` and answers the peer's pings itself, and it reads inside
-``asyncio.timeout(None)``: when the peer is gone, :meth:`KeepAlive.run` expires that
-timeout. The reader's ``receive()`` is cancelled, which leaves aiohttp's socket marked
-as an abnormal closure (1006), so the owner's ``close()`` drops the transport at once
-instead of waiting for a close handshake from a peer that is gone, and the reader's
+``asyncio.timeout(None)``: when the peer is gone, the watch expires that timeout.
+The reader's ``receive()`` is cancelled, which leaves aiohttp's socket marked as an
+abnormal closure (1006), so the owner's ``close()`` drops the transport at once instead
+of waiting for a close handshake from a peer that is gone, and the reader's
 ``async with`` raises ``TimeoutError`` with ``scope.expired()`` true.
 Nothing is raised through a task group: an exception group keeps itself in a
 reference cycle (``asyncio.TaskGroup.__aexit__`` holds it in a local of the frame its
@@ -65,32 +64,8 @@ class KeepAlive:
 
     @property
     def enabled(self) -> bool:
-        """Tell whether :meth:`run` pings at all."""
+        """Tell whether :meth:`watch` pings at all."""
         return self._interval_s is not None
-
-    async def run(self, ws: _Pingable, reading: asyncio.Timeout) -> None:
-        """Watch ``ws`` until cancelled; expire ``reading`` (the reader's scope) if it is lost."""
-        if self._interval_s is None:
-            return
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._interval_s)
-            if self.heard:
-                self.heard = False
-                continue
-            try:
-                await ws.ping()
-            except Exception:
-                # A closing socket refuses the ping (ConnectionError, aiohttp's
-                # ClientError, RuntimeError): the reader sees its end and reports it.
-                return
-            self.pings += 1
-            await asyncio.sleep(self._timeout_s)
-            if not self.heard:
-                self.missed = f"no pong within {self._timeout_s:g} s of a ping: the peer is gone"
-                reading.reschedule(loop.time())
-                return
-            self.heard = False
 
     def watch(
         self,
@@ -98,10 +73,11 @@ class KeepAlive:
         reading: asyncio.Timeout,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> Watch:
-        """Watch ``ws`` by :meth:`run`'s rule with timers instead of a standing task.
+        """Watch ``ws``, expiring ``reading`` (the reader's scope) when it is lost.
 
-        Between pings only a timer handle exists; ``spawn`` runs each ping (a short task,
-        in the reader's task group). Call :meth:`Watch.stop` when the reader ends.
+        Timers, not a standing task: between pings only a timer handle exists; ``spawn``
+        runs each ping as a short task, which its owner awaits. Call :meth:`Watch.stop`
+        when the reader ends.
         """
         return Watch(self, ws, reading, spawn)
 
