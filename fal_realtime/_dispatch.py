@@ -22,8 +22,9 @@ import inspect
 import logging
 import sys
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
 from .errors import CALLBACK_ERROR, RealtimeError
@@ -154,7 +155,9 @@ class Dispatcher:
         if self._stopped:
             return
         if self._busy is None and not self._running and not self._backlog:
-            self._deliver_now(_RESULT, (value,))
+            callback = self._callbacks.on_result
+            if callback is not None:
+                self._deliver_now(_RESULT, callback, (value,))
             return
         backlog = self._queue()
         if self._results_waiting >= self._max_backlog:
@@ -175,7 +178,9 @@ class Dispatcher:
         if self._stopped:
             return
         if self._busy is None and not self._running and not self._backlog:
-            self._deliver_now(name, args)
+            callback = getattr(self._callbacks, name)
+            if callback is not None:
+                self._deliver_now(name, callback, args)
         else:
             self._queue().append((name, args))
 
@@ -186,11 +191,8 @@ class Dispatcher:
 
     # -- delivery -------------------------------------------------------------------------
 
-    def _deliver_now(self, name: str, args: tuple[Any, ...]) -> None:
+    def _deliver_now(self, name: str, callback: Callback, args: tuple[Any, ...]) -> None:
         """Call the callback for an event nothing waits ahead of, then what it queued."""
-        callback = getattr(self._callbacks, name)
-        if callback is None:
-            return
         self._running = True
         try:
             self._call(name, callback, args)
@@ -224,9 +226,15 @@ class Dispatcher:
         except Exception as exc:
             self._failed(name, exc)
             return
-        if outcome is None or not inspect.isawaitable(outcome):
+        if outcome is None:
             return
-        coro = outcome if inspect.iscoroutine(outcome) else _awaiting(outcome)
+        coro: Coroutine[Any, Any, Any]
+        if type(outcome) is CoroutineType:  # ``async def``: the common case, tested first
+            coro = outcome
+        elif inspect.isawaitable(outcome):
+            coro = outcome if inspect.iscoroutine(outcome) else _awaiting(outcome)
+        else:
+            return
         loop = asyncio.get_running_loop()
         if _EAGER:
             task: asyncio.Task[Any] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]

@@ -140,27 +140,29 @@ class Driver:
     def _forget(self) -> None:
         """Leave the ``connection_key`` registry (the subclass knows it)."""
 
-    async def _write(self, ws: aiohttp.ClientWebSocketResponse, item: Outgoing) -> bool:
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse, frame: Outgoing) -> bool:
         """Send one frame; on a dying socket keep it for the next one.
 
         No lock is needed between the direct path and the writer: an uncompressed frame
         is handed to the transport before ``send_bytes`` first awaits, and the interval
         is reserved before that too, so frames leave in order and on schedule.
         """
-        now = self._loop.time()
-        interval = self._pacer.interval(now)
-        self._next_send_at = now + interval if interval > 0 else 0.0
+        pacer = self._pacer
+        if pacer.configured_s or pacer.boosted:
+            now = self._loop.time()
+            interval = pacer.interval(now)
+            self._next_send_at = now + interval if interval > 0 else 0.0
         try:
-            if isinstance(item.frame, bytes):
-                await ws.send_bytes(item.frame)
+            if type(frame) is bytes:
+                await ws.send_bytes(frame)
             else:
-                await ws.send_str(item.frame)
+                await ws.send_str(frame)  # type: ignore[arg-type]
         except send_failed:
-            if not self._outbox.push_front(item):
+            if not self._outbox.push_front(frame):
                 self.stats.coalesced += 1
             return False
         if self._options.recorder is not None:
-            self._options.recorder.sent(item.frame)
+            self._options.recorder.sent(frame)
         self.stats.sent += 1
         self._last_send_at = time.perf_counter()
         return True
@@ -351,6 +353,7 @@ class Driver:
         # What the server sent along with its handshake is read before the socket counts
         # as open: an immediate refusal then fails connect() itself (no fixed wait).
         msg: aiohttp.WSMessage | None = None
+        proven = False
         while True:
             got = receive_now(ws)
             if not isinstance(got, tuple):
@@ -389,9 +392,8 @@ class Driver:
                     if self._last_send_at is not None:
                         stats.last_latency_s = time.perf_counter() - self._last_send_at
                         self._last_send_at = None
-                    if machine.confirmed:
-                        machine.result()
-                    else:
+                    if not proven:  # the machine hears of the first result only: see result()
+                        proven = True
                         self._do(machine.result())
                     dispatcher.result(value)
                     msg = await ws.receive()

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from dataclasses import dataclass
+from typing import TypeAlias
 
 __all__ = ["Outbox", "Outgoing"]
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """One encoded frame waiting to be sent."""
-
-    frame: bytes | str
+#: One encoded frame waiting to be sent: bytes go out as a binary frame, str as text.
+Outgoing: TypeAlias = bytes | str
 
 
 class Outbox:

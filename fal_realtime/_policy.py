@@ -147,7 +147,15 @@ class RateLimitPacer:
     every ``decay_after_s`` without another one halves it, down to the configured value.
     """
 
-    __slots__ = ("_boosted", "_changed_at", "cap_s", "configured_s", "decay_after_s", "floor_s")
+    __slots__ = (
+        "_boosted",
+        "_changed_at",
+        "boosted",
+        "cap_s",
+        "configured_s",
+        "decay_after_s",
+        "floor_s",
+    )
 
     def __init__(
         self,
@@ -163,12 +171,16 @@ class RateLimitPacer:
         self.decay_after_s = decay_after_s
         self._boosted = configured_s
         self._changed_at = 0.0
+        #: True while a RATE_LIMITED boost is in force (a plain attribute: the send path
+        #: reads it per frame to skip the clock when no interval applies).
+        self.boosted = False
 
     def rate_limited(self, now: float) -> float:
         """Record a RATE_LIMITED answer at ``now``; return the new interval."""
         current = self.interval(now)
         self._boosted = min(self.cap_s, max(current * 2, self.floor_s))
         self._changed_at = now
+        self.boosted = self._boosted > self.configured_s
         return self._boosted
 
     def interval(self, now: float) -> float:
@@ -181,5 +193,6 @@ class RateLimitPacer:
         decayed = math.ldexp(self._boosted, -min(halvings, 64))
         if decayed <= max(self.configured_s, self.floor_s / 2):
             self._boosted = self.configured_s
+            self.boosted = False
             return self.configured_s
         return decayed

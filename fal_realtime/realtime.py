@@ -175,7 +175,7 @@ class RealtimeConnection(Driver):
                 f"payload encodes to {len(encoded)} bytes, over max_frame_bytes="
                 f"{self._max_frame_bytes}; send less (e.g. upload media and send a URL)",
             )
-        return Outgoing(encoded if self._codec.binary else encoded.decode())
+        return encoded if self._codec.binary else encoded.decode()
 
     # -- closing -----------------------------------------------------------------------
 

@@ -222,7 +222,11 @@ class RealtimeSession:
         return [*self._enter(ConnectionState.OPEN), Emit("on_open"), Opened(reconnect)]
 
     def result(self) -> list[Action]:
-        """A result arrived: the socket has proven itself (and is open, if not yet)."""
+        """A result arrived: the socket has proven itself (and is open, if not yet).
+
+        Only a socket's first result changes anything, so a driver may report just that
+        one (the realtime driver does: the later ones are its hot path).
+        """
         sock = self._socket
         if sock is None:
             return []
