@@ -22,7 +22,7 @@ import inspect
 import logging
 import sys
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
@@ -228,39 +228,36 @@ class Dispatcher:
             return
         if outcome is None:
             return
-        coro: Coroutine[Any, Any, Any]
-        if type(outcome) is CoroutineType:  # ``async def``: the common case, tested first
-            coro = outcome
-        elif inspect.isawaitable(outcome):
-            coro = outcome if inspect.iscoroutine(outcome) else _awaiting(outcome)
-        else:
+        if type(outcome) is not CoroutineType and not inspect.isawaitable(outcome):
             return
-        loop = asyncio.get_running_loop()
+        # The task's body finishes the work (no done callback: one handle fewer per call).
+        loop, body = asyncio.get_running_loop(), self._run(name, outcome)
         if _EAGER:
-            task: asyncio.Task[Any] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
-                coro, loop=loop, name=self._name, eager_start=True
+            task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+                body, loop=loop, name=self._name, eager_start=True
             )
-            if task.done():
-                self._finished(name, task)
+            if task.done():  # it never suspended: reported and finished already
                 return
         else:
-            task = loop.create_task(coro, name=self._name)
+            task = loop.create_task(body, name=self._name)
         self._busy = task
-        task.add_done_callback(lambda done: self._resume(name, done))
 
-    def _resume(self, name: str, task: asyncio.Task[Any]) -> None:
-        self._busy = None
-        self._finished(name, task)
-        self._drain()
-
-    def _finished(self, name: str, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, Exception):
+    async def _run(self, name: str, awaitable: Awaitable[Any]) -> None:
+        """Run one callback's awaitable in its task; report its failure, then deliver on."""
+        try:
+            await awaitable
+        except Exception as exc:
             self._failed(name, exc)
-        elif exc is not None:  # KeyboardInterrupt and the like: not ours to swallow
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # neither ours to swallow silently nor to crash with
             log.error("fal_realtime: %s callback raised %r", name, exc)
+        finally:
+            # Only a callback that suspended is ``_busy`` (one at a time): it was what
+            # the queue waited for. One that never suspended is still inside _call.
+            if self._busy is not None:
+                self._busy = None
+                self._drain()
 
     def _failed(self, name: str, exc: Exception) -> None:
         """Log a callback's exception and report it to on_error as CALLBACK_ERROR."""
@@ -318,6 +315,3 @@ class Dispatcher:
             await asyncio.gather(busy, return_exceptions=True)
         self._idle = None
 
-
-async def _awaiting(awaitable: Any) -> Any:
-    return await awaitable
