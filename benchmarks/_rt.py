@@ -95,19 +95,23 @@ def contenders(
     fal_client: Callable[[Env, float], Measure],
     full_extra: dict[str, Measure] | None = None,
     ours_variants: dict[str, Measure] | None = None,
+    floor_variants: dict[str, Measure] | None = None,
 ) -> dict[str, Measure]:
     """Return a realtime scenario's contenders, in run order, built from its measures.
 
-    ``ours_variants`` (e.g. an ``async def`` callback) run right after ``fal_realtime``,
-    in quick runs too. The full run adds ``full_extra``, then each client against the
-    raw echo server (where the client, not the gateway, is the bottleneck).
+    The pairs that targets compare run next to each other: ``floor_variants`` (e.g. raw
+    aiohttp with a callback) right after ``raw aiohttp``, then ``fal_realtime`` and
+    ``ours_variants`` (e.g. an ``async def`` callback), in quick runs too. The full run
+    adds ``full_extra``, then each client against the raw echo server (where the
+    client, not the gateway, is the bottleneck).
     """
     gw = env.gateway
     table = {
         "raw aiohttp": raw(realtime_url(gw.ws), seconds),
-        "websockets": websockets_(realtime_url(gw.ws), seconds),
+        **(floor_variants or {}),
         "fal_realtime": ours(gw.ws, seconds, env),
         **(ours_variants or {}),
+        "websockets": websockets_(realtime_url(gw.ws), seconds),
         "fal-client (wss)": fal_client(env, seconds),
         "fal_realtime (wss)": ours(gw.wss, seconds, env),
     }

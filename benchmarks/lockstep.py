@@ -5,7 +5,12 @@ before the next. This client runs twice, with a plain ``def on_result`` and with
 ``async def on_result`` (the design card's coroutine callbacks), both interleaved with
 the floor in the same rounds. Targets (issue 12): each >= 0.95 x the floor (raw aiohttp,
 same plain ``ws://`` gateway); and (issue 5) >= 1.25 x fal-client (both over ``wss://``
-to the same gateway: fal-client always uses TLS, so the TLS pair is compared). p50/p99
+to the same gateway: fal-client always uses TLS, so the TLS pair is compared). Beside the
+floor run two *callback floors*, raw aiohttp with a reader task that calls a plain or an
+``async def`` ``on_result`` (:func:`raw_callback`): what a callback costs whoever writes
+it (one more event-loop pass per round trip than awaiting ``receive()`` in the sender;
+for ``async def``, a task), so the notes show both that price and this client against
+the floor of its own shape. p50/p99
 latency and the client's own CPU time per round trip (``time.process_time``; the servers
 run in other processes) are reported. With the full run the three plain contenders also run
 against the raw aiohttp echo server, where the client is the bottleneck.
@@ -14,6 +19,7 @@ against the raw aiohttp echo server, where the client is the bottleneck.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +44,10 @@ WARMUP = 50
 #: This client with a coroutine ``on_result`` (the plain ``def`` one is ``fal_realtime``).
 ASYNC = "fal_realtime (async def)"
 MAX_ROUND_TRIPS = 2_000_000
+#: The floors of a callback API: raw aiohttp with a reader task calling on_result.
+FLOOR_DEF = "raw aiohttp + def callback"
+FLOOR_ASYNC = "raw aiohttp + async def callback"
+EAGER = sys.version_info >= (3, 12)
 
 
 async def _loop(roundtrip: Callable[[], Awaitable[Any]], seconds: float) -> Sample:
@@ -78,6 +88,61 @@ def raw(url: str, seconds: float, env: Env | None = None) -> Callable[[], Awaita
                 ormsgpack.unpackb(msg.data)
 
             return await _loop(roundtrip, seconds)
+
+    return measure
+
+
+def raw_callback(url: str, seconds: float, *, coroutine: bool) -> Callable[[], Awaitable[Sample]]:
+    """The floor of *any* callback API on aiohttp: raw aiohttp, a reader task, ``on_result``.
+
+    What a careful user hand-writes to get results on a callback: one task reads the
+    socket and calls ``on_result``; the sender waits on a future the callback resolves,
+    as with this client. An ``async def`` callback starts as an eager task (3.12+; a
+    plain task on 3.11), the cheapest way that gives it a task of its own.
+    """
+    frame = ormsgpack.packb(PAYLOAD)
+
+    async def measure() -> Sample:
+        loop = asyncio.get_running_loop()
+        waiter: list[asyncio.Future[Any]] = [loop.create_future()]
+        running: set[asyncio.Task[None]] = set()
+
+        def on_result(result: Any) -> None:
+            if not waiter[0].done():
+                waiter[0].set_result(result)
+
+        async def on_result_async(result: Any) -> None:
+            on_result(result)
+
+        def start(result: Any) -> None:
+            coro = on_result_async(result)
+            if EAGER:
+                task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+            else:
+                task = loop.create_task(coro)
+            if not task.done():
+                running.add(task)
+                task.add_done_callback(running.discard)
+
+        deliver = start if coroutine else on_result
+
+        async with open_raw(url) as ws:
+
+            async def read() -> None:
+                async for msg in ws:
+                    deliver(ormsgpack.unpackb(msg.data))
+
+            async def roundtrip() -> None:
+                waiter[0] = loop.create_future()
+                await ws.send_bytes(frame)
+                await waiter[0]
+
+            async with asyncio.TaskGroup() as group:
+                reader = group.create_task(read())
+                try:
+                    return await _loop(roundtrip, seconds)
+                finally:
+                    reader.cancel()
 
     return measure
 
@@ -155,6 +220,10 @@ async def run(env: Env) -> ScenarioResult:
         fal_client=fal_client,
         full_extra=tls_ceiling,
         ours_variants={ASYNC: ours(env.gateway.ws, seconds, env, coroutine=True)},
+        floor_variants={
+            FLOOR_DEF: raw_callback(realtime_url(env.gateway.ws), seconds, coroutine=False),
+            FLOOR_ASYNC: raw_callback(realtime_url(env.gateway.ws), seconds, coroutine=True),
+        },
     )
     await interleave(
         result,
@@ -182,6 +251,15 @@ async def run(env: Env) -> ScenarioResult:
         ">=",
         1.25,
     )
+    # What a callback costs at all, whoever writes it: the floors against raw aiohttp, and
+    # this client against the floor of its own shape.
+    for floor, mine in ((FLOOR_DEF, "fal_realtime"), (FLOOR_ASYNC, ASYNC)):
+        value, spread = result.ratio(floor, "raw aiohttp", "rt_per_s")
+        mine_value, mine_spread = result.ratio(mine, floor, "rt_per_s")
+        result.notes.append(
+            f"callback floor: {floor} / raw aiohttp = {value:.3f} (±{spread:.0%}); "
+            f"{mine} / {floor} = {mine_value:.3f} (±{mine_spread:.0%})"
+        )
     if not opts.quick:
         value, _ = result.ratio("fal_realtime @raw-echo", "raw aiohttp @raw-echo", "rt_per_s")
         result.notes.append(f"client-bound (raw echo server): fal_realtime / raw = {value:.2f}")
