@@ -6,6 +6,7 @@ once the floor in pyproject.toml passes that release.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,12 @@ def ws_close_timeout(seconds: float) -> dict[str, Any]:
     """Return the ``ws_connect`` keyword that bounds the close handshake to ``seconds``."""
     if _ClientWSTimeout is None:
         return {"timeout": seconds}
-    return {"timeout": _ClientWSTimeout(ws_close=seconds)}
+    return {"timeout": _ws_timeout(seconds)}
+
+
+@functools.lru_cache(maxsize=16)  # frozen: every socket with the same bound shares one
+def _ws_timeout(seconds: float) -> Any:
+    return _ClientWSTimeout(ws_close=seconds)
 
 
 def reset_retrying(retrying: tenacity.AsyncRetrying) -> None:

@@ -113,9 +113,12 @@ async def stop_task(task: asyncio.Task[Any]) -> None:
     Args:
         task: a task whose result nobody needs any more.
     """
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    if not task.done():  # (a finished task needs no trip through the loop)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     if task.cancelled():
         # The first result() hands the stored CancelledError over; the task forgets it.
         with contextlib.suppress(asyncio.CancelledError):
             task.result()
+    else:
+        task.exception()  # retrieved (gather does that for a task it waited for)

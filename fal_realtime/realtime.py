@@ -323,23 +323,32 @@ async def connect(
         record=record,
     )
     callbacks = Callbacks(on_result, on_error, on_open, on_close, on_state_change, on_meta)
-    keyed = _registry.setdefault(asyncio.get_running_loop(), {})
-    if connection_key is not None and (existing := keyed.get(connection_key)) is not None:
-        if existing.app != options.app:
-            raise ValueError(
-                f"connection_key {connection_key!r} is in use for {existing.app}, not {options.app}"
-            )
-        existing._dispatcher.callbacks = callbacks
-        if not lazy:
-            await existing.wait_open()
-        return existing
-    conn = RealtimeConnection(options, callbacks)
-    if connection_key is not None:
-        keyed[connection_key] = conn
+    if connection_key is None:
+        conn = RealtimeConnection(options, callbacks)
+    else:
+        keyed = _registry.setdefault(asyncio.get_running_loop(), {})
+        if (existing := keyed.get(connection_key)) is not None:
+            if existing.app != options.app:
+                raise ValueError(
+                    f"connection_key {connection_key!r} is in use for {existing.app}, "
+                    f"not {options.app}"
+                )
+            existing._dispatcher.callbacks = callbacks
+            if not lazy:
+                await existing.wait_open()
+            return existing
+        conn = keyed[connection_key] = RealtimeConnection(options, callbacks)
     if lazy:
         return conn
     try:
-        await conn.wait_open()
+        if connection_key is None:
+            # Nobody else can hold this connection yet, so nobody else waits on the
+            # future: it is awaited without a shield (cancelling it changes nothing for
+            # anyone, and close() below ends the connection).
+            conn._want_socket()
+            await conn._opened
+        else:
+            await conn.wait_open()
     except BaseException:
         await conn.close()
         raise
