@@ -296,12 +296,10 @@ class Driver:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                helpers = []
-                if options.tokens is not None:
-                    helpers.append(
-                        group.create_task(
-                            options.tokens.keep_fresh(session), name="fal-realtime-refresh"
-                        )
+                refresher: asyncio.Task[None] | None = None
+                if tokens is not None:
+                    refresher = group.create_task(
+                        tokens.keep_fresh(session), name="fal-realtime-refresh"
                     )
                 watch: Watch | None = None
                 try:
@@ -322,8 +320,8 @@ class Driver:
                     self._ws = self._group = None
                     if watch is not None:
                         watch.stop()
-                    for helper in helpers:
-                        helper.cancel()
+                    if refresher is not None:
+                        refresher.cancel()
                     if self._writer is not None:
                         self._writer.cancel()
         finally:

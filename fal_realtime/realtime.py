@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from ._auth import TokenProvider
+from ._compat import eager_task
 from ._cycles import release_socket, stop_task
 from ._dispatch import Callback, Callbacks
 from ._driver import Driver
@@ -133,9 +134,16 @@ class RealtimeConnection(Driver):
         cancelled meanwhile, the close still completes, and any later ``close()``
         waits for it.
         """
-        if self._closer is None:
-            self._closer = self._loop.create_task(self._close(), name="fal-realtime-close")
-        await asyncio.shield(self._closer)
+        closer = self._closer
+        if closer is not None:
+            await asyncio.shield(closer)
+            return
+        # The first caller waits on a future the closing task completes itself: it
+        # wakes on the loop's next turn (a shield takes two), and cancelling it cancels
+        # only the future, never the closing.
+        done = self._loop.create_future()
+        self._closer = eager_task(self._loop, self._closing(done), name="fal-realtime-close")
+        await done
 
     # -- sending ---------------------------------------------------------------------
 
@@ -178,6 +186,19 @@ class RealtimeConnection(Driver):
         return encoded if self._codec.binary else encoded.decode()
 
     # -- closing -----------------------------------------------------------------------
+
+    async def _closing(self, done: asyncio.Future[None]) -> None:
+        try:
+            await self._close()
+        except BaseException as exc:
+            if not done.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    done.cancel()
+                else:
+                    done.set_exception(exc)
+            raise
+        if not done.done():
+            done.set_result(None)
 
     async def _close(self) -> None:
         self._forget()
