@@ -80,15 +80,16 @@ def release_transport(transport: asyncio.BaseTransport | None) -> None:
     """
     if transport is None or not transport.is_closing():
         return
-    held = [name for name in _SELF_REFERENCES if getattr(transport, name, None) is not None]
+    first, second = _SELF_REFERENCES
     # (Only socket transports hold these; a closed TLS transport cannot even be asked
     # for its buffer size.)
-    if not held or (
-        isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size()
-    ):
+    if getattr(transport, first, None) is None and getattr(transport, second, None) is None:
         return
-    for name in held:
-        setattr(transport, name, None)
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        return
+    for name in _SELF_REFERENCES:
+        if getattr(transport, name, None) is not None:
+            setattr(transport, name, None)
 
 
 @contextlib.asynccontextmanager

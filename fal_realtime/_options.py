@@ -6,9 +6,8 @@ import functools
 import os
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -33,9 +32,13 @@ __all__ = ["RealtimeOptions", "retry_settings"]
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class RealtimeOptions:
-    """Everything a :class:`~fal_realtime.RealtimeConnection` was asked to be (see ``connect``)."""
+class RealtimeOptions(NamedTuple):
+    """Everything a :class:`~fal_realtime.RealtimeConnection` was asked to be (see ``connect``).
+
+    A named tuple rather than a frozen dataclass: as frozen, but made in one step (a
+    frozen dataclass sets each field through ``object.__setattr__``, and one of these is
+    made per connection).
+    """
 
     app: AppId
     url_base: str
@@ -67,6 +70,9 @@ class RealtimeOptions:
     label: str
     #: Writes what the connection sends and receives (``record=PATH``), or None.
     recorder: Recorder | None = None
+
+    def __repr__(self) -> str:  # never the key
+        return f"RealtimeOptions(app={str(self.app)!r}, url_base={self.url_base!r})"
 
     @classmethod
     def build(

@@ -277,11 +277,19 @@ class _Shared:
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = weakref.WeakKeyDictionary()
 
 
+#: No aiohttp timeouts on the shared session: whatever goes through it is bounded here
+#: (:func:`open_socket` by ``open_timeout_s``, :func:`post` by ``timeout_s``). aiohttp's
+#: default total (300 s) would add nothing but a timer per socket, kept while it is open.
+_UNBOUNDED = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+
+
 def _new_session() -> aiohttp.ClientSession:
     # No connection limit (each open WebSocket holds one), no shared cookies between
     # connections, TLS verified per request with each connection's own context.
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+        connector=aiohttp.TCPConnector(limit=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=_UNBOUNDED,
     )
 
 
