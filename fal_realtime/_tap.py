@@ -29,7 +29,8 @@ test rather than quietly slowing down):
   ``connection_lost`` are wrapped (instance attributes, removed by :meth:`detach`);
 - ``ws._reader``: the queue of parsed messages; its ``_buffer`` (``(message, size)``
   pairs) is peeked at, its ``read()`` and ``is_eof()`` called;
-- ``ws._closing``: a socket whose close began is read by the task only.
+- ``ws._closing`` and ``ws._closed`` (``closed`` without the property's call): a socket
+  whose close began is read by the task only.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ __all__ = ["SUPPORTED", "FrameTap", "frame_tap"]
 
 log = logging.getLogger("fal_realtime")
 
-_DATA: Final = frozenset({aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT})
+# Compared by identity: hashing an enum member runs Python code, once per frame here.
+_BINARY: Final = aiohttp.WSMsgType.BINARY
+_TEXT: Final = aiohttp.WSMsgType.TEXT
 #: Transports that call ``protocol.data_received`` afresh for every read.
 _LOOKUP_TRANSPORTS: Final = frozenset({"asyncio.selector_events", "asyncio.sslproto"})
 
@@ -121,7 +124,7 @@ class FrameTap:
         while True:
             if self._take():
                 msg = await self._ws.receive()
-                if msg.type in _DATA:  # arrived just now, after the close frame's turn
+                if msg.type is _BINARY or msg.type is _TEXT:  # arrived meanwhile
                     self._on_data(msg)
                     continue
                 return msg
@@ -138,7 +141,8 @@ class FrameTap:
         queue, ws, on_data = self._queue, self._ws, self._on_data
         buffer = queue._buffer
         while buffer:
-            if buffer[0][0].type not in _DATA or ws._closing or ws.closed:
+            kind = buffer[0][0].type
+            if (kind is not _BINARY and kind is not _TEXT) or ws._closing or ws._closed:
                 return True
             reading = queue.read()
             try:
@@ -148,7 +152,7 @@ class FrameTap:
             else:  # cannot happen with a message buffered; never leave it hanging
                 reading.close()
                 raise RuntimeError("aiohttp's message queue waited with a message buffered")
-        return bool(queue.is_eof() or ws._closing or ws.closed)
+        return bool(queue.is_eof() or ws._closing or ws._closed)
 
 
 def frame_tap(
@@ -160,7 +164,7 @@ def frame_tap(
     try:
         protocol: Any = ws._response.connection.protocol  # type: ignore[union-attr]
         queue: Any = ws._reader
-        for probe in (queue._buffer, queue.read, queue.is_eof, ws._closing):
+        for probe in (queue._buffer, queue.read, queue.is_eof, ws._closing, ws._closed):
             del probe  # each must exist: the tap uses them all
         transport = protocol.transport
     except AttributeError:
