@@ -90,7 +90,7 @@ class RealtimeConnection(Driver):
         ws = self._ws
         if (
             ws is not None
-            and not self._outbox
+            and self._outbox.items is None
             and (not self._next_send_at or self._loop.time() >= self._next_send_at)
         ):
             await self._write(ws, item)
