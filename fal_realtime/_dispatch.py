@@ -2,15 +2,16 @@
 
 No task stands by: an event is delivered at once, from the reader, when nothing is
 queued ahead of it. A plain callback runs inline; an ``async def`` one is started
-eagerly, in a task of its own (``asyncio.Task(..., eager_start=True)``; on Python 3.11,
-which has none, the same made of a task and a first step taken at once: see
-:func:`fal_realtime._compat.start_task`), so one that finishes without suspending costs
-no task switch. A callback that does suspend goes on in its
+eagerly (Python 3.12+: ``asyncio.Task(..., eager_start=True)``), so one that finishes
+without suspending costs no task switch. A callback that does suspend goes on in its
 own task; events arriving meanwhile queue behind it and are delivered, in order, when
 it is done — so a slow callback never stalls reading. When more than ``max_backlog``
 results wait, the oldest waiting result is dropped and counted
 (``stats.dropped["slow_consumer"]``): realtime results are superseded by newer ones,
 as inputs are. Errors, state changes and lifecycle events are never dropped.
+
+On Python 3.11 (no eager tasks) an ``async def`` callback runs in a task of its own,
+started at once; the order and the backlog rules are the same.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import asyncio
 import collections
 import inspect
 import logging
+import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
-from ._compat import start_task
 from .errors import CALLBACK_ERROR, RealtimeError
 
 __all__ = ["Callbacks", "Dispatcher", "Subscription"]
@@ -34,6 +35,7 @@ log = logging.getLogger("fal_realtime")
 
 T = TypeVar("T")
 Callback = Callable[..., Any]
+_EAGER = sys.version_info >= (3, 12)
 
 
 @dataclass(slots=True)
@@ -236,12 +238,17 @@ class Dispatcher:
         """Run what a callback returned, if it is awaitable (an ``async def`` callback)."""
         if type(outcome) is not CoroutineType and not inspect.isawaitable(outcome):
             return
-        # Started eagerly; the task's body finishes the work (no done callback).
-        task, done = start_task(
-            asyncio.get_running_loop(), self._run(name, outcome), self._name
-        )
-        if not done:  # it suspended: what comes next waits for it
-            self._busy = task
+        # The task's body finishes the work (no done callback: one handle fewer per call).
+        loop, body = asyncio.get_running_loop(), self._run(name, outcome)
+        if _EAGER:
+            task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
+                body, loop=loop, name=self._name, eager_start=True
+            )
+            if task.done():  # it never suspended: reported and finished already
+                return
+        else:
+            task = loop.create_task(body, name=self._name)
+        self._busy = task
 
     async def _run(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run one callback's awaitable in its task; report its failure, then deliver on."""

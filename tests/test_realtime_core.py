@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 from typing import Any
 
 import aiohttp
@@ -126,6 +127,8 @@ async def test_rt_core_5_callbacks_that_do_not_suspend_run_inline(
     running: RunningGateway, flavour: str
 ) -> None:
     """RT-CORE-5: a callback that finishes at once runs as its result is read, in order."""
+    if flavour == "async" and sys.version_info < (3, 12):
+        pytest.skip("eager tasks need Python 3.12+; 3.11 runs async callbacks in a task")
     seen: list[tuple[int, int]] = []
     conn: Any = None
 
