@@ -6,12 +6,18 @@ once the floor in pyproject.toml passes that release.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import functools
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import aiohttp
 import tenacity
 
-__all__ = ["reset_retrying", "ws_close_timeout"]
+T = TypeVar("T")
+
+__all__ = ["eager_task", "reset_retrying", "ws_close_timeout"]
 
 #: aiohttp 3.11 replaced ``ws_connect(timeout=seconds)`` by ``ClientWSTimeout`` (and
 #: deprecated the float).
@@ -22,7 +28,12 @@ def ws_close_timeout(seconds: float) -> dict[str, Any]:
     """Return the ``ws_connect`` keyword that bounds the close handshake to ``seconds``."""
     if _ClientWSTimeout is None:
         return {"timeout": seconds}
-    return {"timeout": _ClientWSTimeout(ws_close=seconds)}
+    return {"timeout": _ws_timeout(seconds)}
+
+
+@functools.lru_cache(maxsize=16)  # frozen: every socket with the same bound shares one
+def _ws_timeout(seconds: float) -> Any:
+    return _ClientWSTimeout(ws_close=seconds)
 
 
 def reset_retrying(retrying: tenacity.AsyncRetrying) -> None:
@@ -35,3 +46,15 @@ def reset_retrying(retrying: tenacity.AsyncRetrying) -> None:
     state = getattr(retrying, "iter_state", None)
     if state is not None:
         state.reset()
+
+
+def eager_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], *, name: str
+) -> asyncio.Task[T]:
+    """Start ``coro`` in a task that runs at once, up to its first wait (Python 3.12+).
+
+    Python 3.11 has no eager tasks: the task starts on the loop's next turn.
+    """
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=loop, name=name, eager_start=True)
+    return loop.create_task(coro, name=name)

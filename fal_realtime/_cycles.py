@@ -80,15 +80,16 @@ def release_transport(transport: asyncio.BaseTransport | None) -> None:
     """
     if transport is None or not transport.is_closing():
         return
-    held = [name for name in _SELF_REFERENCES if getattr(transport, name, None) is not None]
+    first, second = _SELF_REFERENCES
     # (Only socket transports hold these; a closed TLS transport cannot even be asked
     # for its buffer size.)
-    if not held or (
-        isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size()
-    ):
+    if getattr(transport, first, None) is None and getattr(transport, second, None) is None:
         return
-    for name in held:
-        setattr(transport, name, None)
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        return
+    for name in _SELF_REFERENCES:
+        if getattr(transport, name, None) is not None:
+            setattr(transport, name, None)
 
 
 @contextlib.asynccontextmanager
@@ -113,9 +114,12 @@ async def stop_task(task: asyncio.Task[Any]) -> None:
     Args:
         task: a task whose result nobody needs any more.
     """
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    if not task.done():  # (a finished task needs no trip through the loop)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     if task.cancelled():
         # The first result() hands the stored CancelledError over; the task forgets it.
         with contextlib.suppress(asyncio.CancelledError):
             task.result()
+    else:
+        task.exception()  # retrieved (gather does that for a task it waited for)

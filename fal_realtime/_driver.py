@@ -32,7 +32,7 @@ import aiohttp
 from ._cycles import release_socket
 from ._dispatch import Callbacks, Dispatcher
 from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
-from ._options import RealtimeOptions, retry_settings
+from ._options import RealtimeOptions
 from ._outbox import Outbox, Outgoing
 from ._policy import RateLimitPacer, retry_sleep
 from ._protocol.apps import realtime_url
@@ -67,6 +67,8 @@ log = logging.getLogger("fal_realtime")
 
 _BINARY, _TEXT = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
 _PING, _PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
+
+_OPEN_SOCKET = OpenSocket()
 
 
 def _count_error(stats: RealtimeStats) -> None:
@@ -111,9 +113,7 @@ class Driver:
         self._options = options
         self._codec = options.codec
         self._max_frame_bytes = options.max_frame_bytes
-        self._machine = RealtimeSession(
-            retry=retry_settings(options.policy), uses_tokens=options.tokens is not None
-        )
+        self._machine = RealtimeSession(retry=options.retry, uses_tokens=options.tokens is not None)
         self._pacer = RateLimitPacer(options.throttle_interval_s)
         # throttle_interval=0 sends each message at once: nothing to coalesce.
         coalesce = options.coalesce and options.throttle_interval_s > 0
@@ -138,7 +138,7 @@ class Driver:
             # Not a bound method: the dispatcher must not hold the connection, or the two
             # would form a cycle that only a full GC pass frees after close().
             on_callback_error=functools.partial(_count_error, self.stats),
-            name=f"fal-realtime-callback[{options.app}]",
+            name=f"fal-realtime-callback[{options.label}]",
         )
 
     def _forget(self) -> None:
@@ -198,7 +198,7 @@ class Driver:
         if self._machine.want_socket():
             previous = self._driver
             self._driver = self._loop.create_task(
-                self._drive(previous), name=f"fal-realtime-driver[{self.app}]"
+                self._drive(previous), name=f"fal-realtime-driver[{self._options.label}]"
             )
 
     def _do(self, actions: list[Action]) -> OpenSocket | RetryAfter | None:
@@ -243,7 +243,7 @@ class Driver:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         machine, clock = self._machine, self._loop.time
-        then: OpenSocket | RetryAfter | None = OpenSocket()
+        then: OpenSocket | RetryAfter | None = _OPEN_SOCKET
         try:
             while then is not None and not machine.closing:
                 if isinstance(then, RetryAfter):
@@ -262,29 +262,27 @@ class Driver:
         """Open one socket and run it to its end; return the machine's verdict."""
         options, machine = self._options, self._machine
         session = self._lease.session
-        headers: dict[str, str] = {}
-        token: str | None = None
-        try:
-            if options.tokens is not None:
-                token = await options.tokens.get(session)
-            elif options.key:
-                headers["Authorization"] = f"Key {options.key}"
-        except RealtimeError as exc:
-            return machine.open_failed(exc, now=clock(), handshake=False)
-        self._token = token
-        url = realtime_url(
-            options.app,
-            base=options.url_base,
-            path=options.path,
-            token=token,
-            max_buffering=options.max_buffering,
-            extra_query=options.extra_query,
-        )
+        tokens, url = options.tokens, options.url
+        if tokens is not None:  # each socket gets the current token
+            try:
+                token = await tokens.get(session)
+            except RealtimeError as exc:
+                return machine.open_failed(exc, now=clock(), handshake=False)
+            self._token = token
+            url = realtime_url(
+                options.app,
+                base=options.url_base,
+                path=options.path,
+                token=token,
+                max_buffering=options.max_buffering,
+                extra_query=options.extra_query,
+            )
+        assert url is not None  # options.url is set exactly when no token is used
         try:
             ws = await open_socket(
                 session,
                 url,
-                headers=headers,
+                headers=options.headers,
                 max_frame_bytes=options.max_frame_bytes,
                 open_timeout_s=options.open_timeout_s,
                 close_timeout_s=options.close_timeout_s,
@@ -302,12 +300,10 @@ class Driver:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                helpers = []
-                if options.tokens is not None:
-                    helpers.append(
-                        group.create_task(
-                            options.tokens.keep_fresh(session), name="fal-realtime-refresh"
-                        )
+                refresher: asyncio.Task[None] | None = None
+                if tokens is not None:
+                    refresher = group.create_task(
+                        tokens.keep_fresh(session), name="fal-realtime-refresh"
                     )
                 watch: Watch | None = None
                 try:
@@ -328,8 +324,8 @@ class Driver:
                     self._ws = self._group = None
                     if watch is not None:
                         watch.stop()
-                    for helper in helpers:
-                        helper.cancel()
+                    if refresher is not None:
+                        refresher.cancel()
                     if self._writer is not None:
                         self._writer.cancel()
         finally:

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 from ._auth import MISSING_KEY_MESSAGE, TokenProvider, TokenSource, resolve_key
 from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy
-from ._protocol.apps import AppId, resolve_base, token_url, validate_max_buffering
+from ._protocol.apps import (
+    AppId,
+    parse_app,
+    realtime_url,
+    resolve_base,
+    token_url,
+    validate_max_buffering,
+)
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.session import RetrySettings
 from ._recorder import Recorder
@@ -25,9 +32,13 @@ __all__ = ["RealtimeOptions", "retry_settings"]
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class RealtimeOptions:
-    """Everything a :class:`~fal_realtime.RealtimeConnection` was asked to be (see ``connect``)."""
+class RealtimeOptions(NamedTuple):
+    """Everything a :class:`~fal_realtime.RealtimeConnection` was asked to be (see ``connect``).
+
+    A named tuple rather than a frozen dataclass: as frozen, but made in one step (a
+    frozen dataclass sets each field through ``object.__setattr__``, and one of these is
+    made per connection).
+    """
 
     app: AppId
     url_base: str
@@ -49,8 +60,19 @@ class RealtimeOptions:
     ssl_context: ssl.SSLContext | None
     connection_key: str | None
     session: aiohttp.ClientSession | None
+    #: The socket's URL when it needs no token (None when the connection uses tokens).
+    url: str | None
+    #: The handshake's headers (the ``Key`` header, unless the connection uses tokens).
+    headers: Mapping[str, str]
+    #: The session machine's view of ``policy``.
+    retry: RetrySettings | None
+    #: ``str(app)``, for task names.
+    label: str
     #: Writes what the connection sends and receives (``record=PATH``), or None.
     recorder: Recorder | None = None
+
+    def __repr__(self) -> str:  # never the key
+        return f"RealtimeOptions(app={str(self.app)!r}, url_base={self.url_base!r})"
 
     @classmethod
     def build(
@@ -88,7 +110,7 @@ class RealtimeOptions:
             ValueError, TypeError: a bad argument.
             UnauthorizedError: no key and no token provider.
         """
-        parsed = AppId.parse(app)
+        parsed = parse_app(app)
         if not isinstance(throttle_interval, int | float) or throttle_interval < 0:
             raise ValueError(
                 f"throttle_interval must be a number of seconds >= 0, got {throttle_interval!r}"
@@ -121,11 +143,20 @@ class RealtimeOptions:
                 token_expiration_s=float(token_expiration),
                 ssl_context=ssl_context,
             )
+        extra_query = MappingProxyType(dict(query)) if query else _NO_QUERY
+        url: str | None = None
+        headers: Mapping[str, str] = _NO_QUERY
+        if tokens is None:
+            url = realtime_url(
+                parsed, base=base, path=path, max_buffering=max_buffering, extra_query=extra_query
+            )
+            if resolved_key:
+                headers = {"Authorization": f"Key {resolved_key}"}
         return cls(
             app=parsed,
             url_base=base,
             max_buffering=max_buffering,
-            extra_query=MappingProxyType(dict(query)) if query else _NO_QUERY,
+            extra_query=extra_query,
             key=resolved_key,
             tokens=tokens,
             codec=codec,
@@ -145,9 +176,14 @@ class RealtimeOptions:
             recorder=None
             if record is None
             else Recorder(record, protocol="realtime", app=app, path_option=path),
+            url=url,
+            headers=headers,
+            retry=retry_settings(policy),
+            label=str(parsed),
         )
 
 
+@functools.lru_cache(maxsize=64)  # policies are frozen: equal ones share their settings
 def retry_settings(policy: ReconnectPolicy | None) -> RetrySettings | None:
     """Return the session machine's view of a reconnect policy (None: never reconnect)."""
     if policy is None:

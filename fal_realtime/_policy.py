@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import tenacity
 
@@ -127,7 +127,8 @@ class ReconnectPolicy:
     def from_option(cls, option: bool | ReconnectPolicy | dict[str, Any]) -> ReconnectPolicy | None:
         """Turn the ``reconnect=`` argument into a policy (None: never reconnect)."""
         if option is True:
-            return cls()
+            # The policy is frozen: every connection with the defaults shares one.
+            return _DEFAULT_POLICY if cls is ReconnectPolicy else cls()
         if option is False:
             return None
         if isinstance(option, ReconnectPolicy):
@@ -138,6 +139,9 @@ class ReconnectPolicy:
             f"reconnect must be True, False, a ReconnectPolicy or a dict of its fields, "
             f"not {option!r}"
         )
+
+
+_DEFAULT_POLICY: Final = ReconnectPolicy()
 
 
 class RateLimitPacer:

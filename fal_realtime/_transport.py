@@ -26,11 +26,10 @@ user passes (``session=``) is used as is and never closed here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import weakref
-from collections.abc import Awaitable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -108,28 +107,47 @@ def status_error(status: int, *, what: str, where: str, detail: str = "") -> Rea
     )
 
 
-@contextlib.contextmanager
-def _mapped(url: str, *, what: str, timeout_code: str, timeout_s: float) -> Iterator[None]:
+class _mapped:  # noqa: N801 (used as ``with _mapped(...):``, like a function)
     """Turn aiohttp's and the OS's exceptions into RealtimeError (causes dropped: URLs).
 
     Messages name the URL with its token redacted (computed only when something failed).
+    A class rather than a ``@contextmanager``: it wraps every socket opened, and a
+    generator per ``with`` is a measurable part of opening one.
     """
-    try:
-        yield
-    except aiohttp.WSServerHandshakeError as exc:
-        raise status_error(exc.status, what=what, where=redact_url(url)) from None
-    except aiohttp.ClientConnectorCertificateError:
-        raise UntrustedCertificateError(
-            CONNECTION_LOST,
-            f"the TLS certificate of {redact_url(url)} was not trusted: pass ssl_context= with "
-            "a context that trusts it (verification stays on)",
-        ) from None
-    except TimeoutError:
-        where = redact_url(url)
-        raise error_for(timeout_code, f"{what} with {where} took over {timeout_s:g} s") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        where = redact_url(url)
-        raise error_for(CONNECTION_LOST, f"cannot reach {where}: {type(exc).__name__}") from None
+
+    __slots__ = ("_timeout_code", "_timeout_s", "_url", "_what")
+
+    def __init__(self, url: str, *, what: str, timeout_code: str, timeout_s: float) -> None:
+        self._url = url
+        self._what = what
+        self._timeout_code = timeout_code
+        self._timeout_s = timeout_s
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None or not isinstance(exc, Exception):
+            return
+        url, what = self._url, self._what
+        if isinstance(exc, aiohttp.WSServerHandshakeError):
+            raise status_error(exc.status, what=what, where=redact_url(url)) from None
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            raise UntrustedCertificateError(
+                CONNECTION_LOST,
+                f"the TLS certificate of {redact_url(url)} was not trusted: pass ssl_context= "
+                "with a context that trusts it (verification stays on)",
+            ) from None
+        if isinstance(exc, TimeoutError):
+            where = redact_url(url)
+            raise error_for(
+                self._timeout_code, f"{what} with {where} took over {self._timeout_s:g} s"
+            ) from None
+        if isinstance(exc, aiohttp.ClientError | OSError):
+            where = redact_url(url)
+            raise error_for(
+                CONNECTION_LOST, f"cannot reach {where}: {type(exc).__name__}"
+            ) from None
 
 
 async def open_socket(
@@ -264,11 +282,19 @@ class _Shared:
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Shared] = weakref.WeakKeyDictionary()
 
 
+#: No aiohttp timeouts on the shared session: whatever goes through it is bounded here
+#: (:func:`open_socket` by ``open_timeout_s``, :func:`post` by ``timeout_s``). aiohttp's
+#: default total (300 s) would add nothing but a timer per socket, kept while it is open.
+_UNBOUNDED = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+
+
 def _new_session() -> aiohttp.ClientSession:
     # No connection limit (each open WebSocket holds one), no shared cookies between
     # connections, TLS verified per request with each connection's own context.
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+        connector=aiohttp.TCPConnector(limit=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=_UNBOUNDED,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from ._auth import TokenProvider
+from ._compat import eager_task
 from ._cycles import release_socket, stop_task
 from ._dispatch import Callback, Callbacks
 from ._driver import Driver
@@ -133,9 +134,16 @@ class RealtimeConnection(Driver):
         cancelled meanwhile, the close still completes, and any later ``close()``
         waits for it.
         """
-        if self._closer is None:
-            self._closer = self._loop.create_task(self._close(), name="fal-realtime-close")
-        await asyncio.shield(self._closer)
+        closer = self._closer
+        if closer is not None:
+            await asyncio.shield(closer)
+            return
+        # The first caller waits on a future the closing task completes itself: it
+        # wakes on the loop's next turn (a shield takes two), and cancelling it cancels
+        # only the future, never the closing.
+        done = self._loop.create_future()
+        self._closer = eager_task(self._loop, self._closing(done), name="fal-realtime-close")
+        await done
 
     # -- sending ---------------------------------------------------------------------
 
@@ -178,6 +186,19 @@ class RealtimeConnection(Driver):
         return encoded if self._codec.binary else encoded.decode()
 
     # -- closing -----------------------------------------------------------------------
+
+    async def _closing(self, done: asyncio.Future[None]) -> None:
+        try:
+            await self._close()
+        except BaseException as exc:
+            if not done.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    done.cancel()
+                else:
+                    done.set_exception(exc)
+            raise
+        if not done.done():
+            done.set_result(None)
 
     async def _close(self) -> None:
         self._forget()
@@ -326,23 +347,32 @@ async def connect(
         record=record,
     )
     callbacks = Callbacks(on_result, on_error, on_open, on_close, on_state_change, on_meta)
-    keyed = _registry.setdefault(asyncio.get_running_loop(), {})
-    if connection_key is not None and (existing := keyed.get(connection_key)) is not None:
-        if existing.app != options.app:
-            raise ValueError(
-                f"connection_key {connection_key!r} is in use for {existing.app}, not {options.app}"
-            )
-        existing._dispatcher.callbacks = callbacks
-        if not lazy:
-            await existing.wait_open()
-        return existing
-    conn = RealtimeConnection(options, callbacks)
-    if connection_key is not None:
-        keyed[connection_key] = conn
+    if connection_key is None:
+        conn = RealtimeConnection(options, callbacks)
+    else:
+        keyed = _registry.setdefault(asyncio.get_running_loop(), {})
+        if (existing := keyed.get(connection_key)) is not None:
+            if existing.app != options.app:
+                raise ValueError(
+                    f"connection_key {connection_key!r} is in use for {existing.app}, "
+                    f"not {options.app}"
+                )
+            existing._dispatcher.callbacks = callbacks
+            if not lazy:
+                await existing.wait_open()
+            return existing
+        conn = keyed[connection_key] = RealtimeConnection(options, callbacks)
     if lazy:
         return conn
     try:
-        await conn.wait_open()
+        if connection_key is None:
+            # Nobody else can hold this connection yet, so nobody else waits on the
+            # future: it is awaited without a shield (cancelling it changes nothing for
+            # anyone, and close() below ends the connection).
+            conn._want_socket()
+            await conn._opened
+        else:
+            await conn.wait_open()
     except BaseException:
         await conn.close()
         raise

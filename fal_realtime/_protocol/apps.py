@@ -9,6 +9,7 @@ else fal's own hosts.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ __all__ = [
     "NAMESPACES",
     "AppId",
     "http_ws_url",
+    "parse_app",
     "realtime_url",
     "redact_url",
     "resolve_base",
@@ -98,6 +100,20 @@ class AppId:
         return self.app_path
 
 
+def parse_app(app_id: str) -> AppId:
+    """Return :meth:`AppId.parse` of ``app_id``, remembered for the ids seen last.
+
+    A service opens many connections to a few apps: each id is parsed once (an
+    ``AppId`` is frozen, so connections share it).
+    """
+    if type(app_id) is str:
+        return _parse_remembered(app_id)
+    return AppId.parse(app_id)
+
+
+_parse_remembered = functools.lru_cache(maxsize=256)(AppId.parse)
+
+
 def validate_max_buffering(value: int | None) -> int | None:
     """Return ``value`` when it is None or an int in 1..60, else raise."""
     if value is None:
@@ -110,6 +126,7 @@ def validate_max_buffering(value: int | None) -> int | None:
     return value
 
 
+@functools.lru_cache(maxsize=64)  # pure, and called per connection with the same few bases
 def _normalize_base(base: str, *, what: str) -> str:
     """Turn a bare host or an http(s)/ws(s) URL into a ``ws(s)://host[:port][/prefix]`` base."""
     # Strip slashes only from the path below: "ws://".rstrip("/") would read as host "ws".
@@ -183,13 +200,31 @@ def realtime_url(
 ) -> str:
     """Build ``{base}/{app path}{path}?fal_jwt_token=…&max_buffering=…``."""
     app = app_id if isinstance(app_id, AppId) else AppId.parse(app_id)
+    buffering = validate_max_buffering(max_buffering)
+    if not token and not extra_query:
+        return _plain_realtime_url(app, base, path, buffering)
+    return _build_realtime_url(app, base, path, token, buffering, extra_query)
+
+
+def _build_realtime_url(
+    app: AppId,
+    base: str,
+    path: str,
+    token: str | None,
+    max_buffering: int | None,
+    extra_query: Mapping[str, str] | None,
+) -> str:
     query: dict[str, str] = dict(extra_query or {})
     if token:
         query["fal_jwt_token"] = token
-    buffering = validate_max_buffering(max_buffering)
-    if buffering is not None:
-        query["max_buffering"] = str(buffering)
+    if max_buffering is not None:  # validated
+        query["max_buffering"] = str(max_buffering)
     return _with_query(base, _join_path(app, path), query)
+
+
+@functools.lru_cache(maxsize=256)  # the same few URLs, for every connection without a token
+def _plain_realtime_url(app: AppId, base: str, path: str, max_buffering: int | None) -> str:
+    return _build_realtime_url(app, base, path, None, max_buffering, None)
 
 
 def http_ws_url(

@@ -62,6 +62,10 @@ def make_codec(
     decode_message: Callable[[bytes], Any] | None = None,
 ) -> Codec:
     """Return the codec for ``encoding``, with user hooks replacing either half."""
+    if encode_message is None and decode_message is None:
+        shared = _PLAIN.get(encoding)  # frozen: connections without hooks share one
+        if shared is not None:
+            return shared
     encode: Callable[[Any], bytes]
     decode: Callable[[bytes], Any]
     if encoding == "msgpack":
@@ -76,3 +80,7 @@ def make_codec(
         binary=binary,
         custom_decode=decode_message is not None,
     )
+
+
+_PLAIN: Final[dict[str, Codec]] = {}
+_PLAIN.update((name, make_codec(name)) for name in ("msgpack", "json"))

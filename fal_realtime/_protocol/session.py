@@ -105,6 +105,12 @@ _REFUSED_FRAME: Final = error_for(
     UNAUTHORIZED, "the server refused the credentials (Unauthorized): check FAL_KEY / key="
 )
 
+# Actions are frozen records: the ones without a variable part are made once, here.
+_OPEN_SOCKET: Final = OpenSocket()
+_ON_OPEN: Final = Emit("on_open")
+_OPENED: Final = {False: Opened(False), True: Opened(True)}
+_ENTER: Final = {state: EnterState(state) for state in ConnectionState}
+
 
 class IllegalTransition(RuntimeError):
     """A state change the table does not allow: a bug in the driver or the machine."""
@@ -186,7 +192,7 @@ class RealtimeSession:
         if self._busy or self.closing:
             return []
         self._busy = True
-        return [OpenSocket()]
+        return [_OPEN_SOCKET]
 
     def open_failed(
         self, error: RealtimeError, *, now: float, handshake: bool = True
@@ -219,7 +225,7 @@ class RealtimeSession:
             return []
         sock.confirmed = True
         reconnect, self._ever_opened = self._ever_opened, True
-        return [*self._enter(ConnectionState.OPEN), Emit("on_open"), Opened(reconnect)]
+        return [*self._enter(ConnectionState.OPEN), _ON_OPEN, _OPENED[reconnect]]
 
     def result(self) -> list[Action]:
         """A result arrived: the socket has proven itself (and is open, if not yet).
@@ -302,14 +308,14 @@ class RealtimeSession:
                 return actions + self._fail(
                     error_for(CONNECTION_LOST, "the socket was lost and reconnect=False")
                 )
-            return [*actions, *self._enter(ConnectionState.RECONNECTING), OpenSocket()]
+            return [*actions, *self._enter(ConnectionState.RECONNECTING), _OPEN_SOCKET]
         reason = cause or f"close code {code}"
         error = error_for(CONNECTION_LOST, f"the socket ended before it proved itself ({reason})")
         return actions + self._attempt_failed(error, now)
 
     def retry_due(self) -> list[Action]:
         """The wait of a :class:`RetryAfter` is over: open the next socket."""
-        return [] if self.closing else [OpenSocket()]
+        return [] if self.closing else [_OPEN_SOCKET]
 
     def crashed(self, error: RealtimeError) -> list[Action]:
         """The driver cannot go on (a bug in it): fail with ``error`` rather than hang."""
@@ -335,14 +341,14 @@ class RealtimeSession:
         if state not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"{self.state.value} -> {state.value} is not a legal change")
         self.state = state
-        return [EnterState(state)]
+        return [_ENTER[state]]
 
     def _dormant(self, pending: bool) -> list[Action]:
         actions = self._enter(ConnectionState.DORMANT)
         self._busy = pending
         if pending:
             self._end_outage()
-            actions.append(OpenSocket())
+            actions.append(_OPEN_SOCKET)
         return actions
 
     def _refused(self, error: RealtimeError, now: float) -> list[Action]:
