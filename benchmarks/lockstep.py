@@ -1,7 +1,8 @@
 """Scenario 1: realtime lock-step round trips per second (throttle off).
 
 Each round trip sends one msgpack input to ``fal-ai/echo`` and waits for its result
-before the next. This client runs twice, with a plain ``def on_result`` and with an
+before the next; every contender encodes each input it sends, as a user's inputs
+differ. This client runs twice, with a plain ``def on_result`` and with an
 ``async def on_result`` (the design card's coroutine callbacks), both interleaved with
 the floor in the same rounds. Targets (issue 12): each >= 0.95 x the floor (raw aiohttp,
 same plain ``ws://`` gateway); and (issue 5) >= 1.25 x fal-client (both over ``wss://``
@@ -76,14 +77,13 @@ async def _loop(roundtrip: Callable[[], Awaitable[Any]], seconds: float) -> Samp
 
 
 def raw(url: str, seconds: float, env: Env | None = None) -> Callable[[], Awaitable[Sample]]:
-    frame = ormsgpack.packb(PAYLOAD)
     context = env.ssl_context if env is not None and url.startswith("wss://") else None
 
     async def measure() -> Sample:
         async with open_raw(url, context) as ws:
 
             async def roundtrip() -> None:
-                await ws.send_bytes(frame)
+                await ws.send_bytes(ormsgpack.packb(PAYLOAD))
                 msg = await ws.receive()
                 ormsgpack.unpackb(msg.data)
 
@@ -100,8 +100,6 @@ def raw_callback(url: str, seconds: float, *, coroutine: bool) -> Callable[[], A
     as with this client. An ``async def`` callback starts as an eager task (3.12+; a
     plain task on 3.11), the cheapest way that gives it a task of its own.
     """
-    frame = ormsgpack.packb(PAYLOAD)
-
     async def measure() -> Sample:
         loop = asyncio.get_running_loop()
         waiter: list[asyncio.Future[Any]] = [loop.create_future()]
@@ -134,7 +132,7 @@ def raw_callback(url: str, seconds: float, *, coroutine: bool) -> Callable[[], A
 
             async def roundtrip() -> None:
                 waiter[0] = loop.create_future()
-                await ws.send_bytes(frame)
+                await ws.send_bytes(ormsgpack.packb(PAYLOAD))
                 await waiter[0]
 
             async with asyncio.TaskGroup() as group:

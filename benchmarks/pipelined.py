@@ -83,8 +83,6 @@ class _Window:
 
 
 def raw(url: str, seconds: float) -> Callable[[], Awaitable[Sample]]:
-    frame = ormsgpack.packb(PAYLOAD)
-
     async def measure() -> Sample:
         window = _Window(seconds)
         async with open_raw(url) as ws:
@@ -96,7 +94,7 @@ def raw(url: str, seconds: float) -> Callable[[], Awaitable[Sample]]:
 
             task = asyncio.create_task(reader())
             try:
-                return await window.run(lambda: ws.send_bytes(frame))
+                return await window.run(lambda: ws.send_bytes(ormsgpack.packb(PAYLOAD)))
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

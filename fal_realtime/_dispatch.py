@@ -195,7 +195,12 @@ class Dispatcher:
         """Call the callback for an event nothing waits ahead of, then what it queued."""
         self._running = True
         try:
-            self._call(name, callback, args)
+            # _call, written out: this is once per result, and a call costs here.
+            outcome = callback(*args)
+            if outcome is not None:
+                self._started(name, outcome)
+        except Exception as exc:
+            self._failed(name, exc)
         finally:
             self._running = False
         if self._backlog and self._busy is None:
@@ -226,8 +231,11 @@ class Dispatcher:
         except Exception as exc:
             self._failed(name, exc)
             return
-        if outcome is None:
-            return
+        if outcome is not None:
+            self._started(name, outcome)
+
+    def _started(self, name: str, outcome: Any) -> None:
+        """Run what a callback returned, if it is awaitable (an ``async def`` callback)."""
         if type(outcome) is not CoroutineType and not inspect.isawaitable(outcome):
             return
         # The task's body finishes the work (no done callback: one handle fewer per call).

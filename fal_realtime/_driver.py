@@ -24,6 +24,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -49,6 +50,7 @@ from ._protocol.session import (
     SlowDown,
 )
 from ._stats import RealtimeStats
+from ._tap import FrameTap, frame_tap
 from ._transport import (
     SessionLease,
     close_quietly,
@@ -95,6 +97,7 @@ class Driver:
         "_options",
         "_outbox",
         "_pacer",
+        "_tap",
         "_token",
         "_writer",
         "_ws",
@@ -126,6 +129,7 @@ class Driver:
         self._driver: asyncio.Task[None] | None = None
         self._group: asyncio.TaskGroup | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._tap: FrameTap | None = None  # while the socket's data frames are tapped
         self._closing_ws: aiohttp.ClientWebSocketResponse | None = None
         self._dispatcher = Dispatcher(
             callbacks,
@@ -343,13 +347,12 @@ class Driver:
         self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
     ) -> tuple[int | None, str]:
         """Read ``ws`` until it ends; return its close code and what ended it."""
-        machine, dispatcher, stats = self._machine, self._dispatcher, self.stats
-        codec, recorder = self._codec, self._options.recorder
-        decode, custom, fast = codec.decode, codec.custom_decode, not codec.custom_decode
+        machine, recorder = self._machine, self._options.recorder
+        codec = self._codec
+        decode, custom = codec.decode, codec.custom_decode
         # What the server sent along with its handshake is read before the socket counts
         # as open: an immediate refusal then fails connect() itself (no fixed wait).
         msg: aiohttp.WSMessage | None = None
-        proven = False
         while True:
             got = receive_now(ws)
             if not isinstance(got, tuple):
@@ -369,18 +372,56 @@ class Driver:
             self._ws = ws
             if self._outbox:
                 self._start_writer()
-        if msg is None:
-            assert not isinstance(got, tuple)
-            msg = await got
-        while True:
+        on_data = self._data_handler(ws, keepalive)
+        # Data frames are taken as aiohttp parses them (see _tap.py); the task reads the
+        # rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
+        self._tap = tap = frame_tap(ws, on_data)
+        # The receive() the handshake read began (its first message comes through it).
+        pending = None if msg is not None or isinstance(got, tuple) else got
+        try:
+            while True:
+                if msg is None:
+                    if pending is not None:
+                        msg, pending = await pending, None
+                    elif tap is not None:
+                        msg = await tap.next()
+                    else:
+                        msg = await ws.receive()
+                keepalive.heard = True
+                kind = msg.type
+                if kind is _BINARY or kind is _TEXT:
+                    on_data(msg)
+                elif kind is _PING:
+                    with contextlib.suppress(Exception):  # closing: the next receive says so
+                        await ws.pong(msg.data)
+                elif kind is not _PONG:
+                    return socket_end(msg, ws)
+                msg = None
+        finally:
+            if tap is not None:
+                self._tap = None
+                tap.detach()
+
+    def _data_handler(
+        self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
+    ) -> Callable[[aiohttp.WSMessage], None]:
+        """Return what handles one data frame of ``ws`` (its hot path: locals, no lookups)."""
+        machine, dispatcher, stats = self._machine, self._dispatcher, self.stats
+        codec, recorder = self._codec, self._options.recorder
+        decode, custom, fast = codec.decode, codec.custom_decode, not codec.custom_decode
+        classified = self._classified
+        proven = False
+
+        def on_data(msg: aiohttp.WSMessage) -> None:
+            nonlocal proven
             keepalive.heard = True
-            kind = msg.type
-            if recorder is not None and (kind is _BINARY or kind is _TEXT):
-                recorder.received(msg.data)
-            if kind is _BINARY and fast:
-                # Hot path: a binary map that is plainly a result skips classification.
+            data = msg.data
+            if recorder is not None:
+                recorder.received(data)
+            if fast and msg.type is _BINARY:
+                # A binary map that is plainly a result skips classification.
                 try:
-                    value = decode(msg.data)
+                    value = decode(data)
                 except Exception:
                     value = None
                 if plain_result(value):
@@ -392,16 +433,10 @@ class Driver:
                         proven = True
                         self._do(machine.result())
                     dispatcher.result(value)
-                    msg = await ws.receive()
-                    continue
-            if kind is _BINARY or kind is _TEXT:
-                self._classified(classify(msg.data, decode, custom_decode=custom), ws)
-            elif kind is _PING:
-                with contextlib.suppress(Exception):  # closing: the next receive says so
-                    await ws.pong(msg.data)
-            elif kind is not _PONG:
-                return socket_end(msg, ws)
-            msg = await ws.receive()
+                    return
+            classified(classify(data, decode, custom_decode=custom), ws)
+
+        return on_data
 
     def _classified(self, frame: Frame, ws: aiohttp.ClientWebSocketResponse) -> None:
         confirmed = self._machine.confirmed

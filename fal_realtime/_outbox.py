@@ -21,26 +21,28 @@ Outgoing: TypeAlias = bytes | str
 class Outbox:
     """Hold pending frames; ``coalesce`` keeps only the newest one."""
 
-    __slots__ = ("_items", "_space", "coalesce", "max_pending")
+    __slots__ = ("_space", "coalesce", "items", "max_pending")
 
     def __init__(self, *, coalesce: bool, max_pending: int) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.coalesce = coalesce
         self.max_pending = 1 if coalesce else max_pending
-        self._items: collections.deque[Outgoing] | None = None
+        #: What waits, oldest first; None while nothing waits (so ``items is None`` is the
+        #: send path's test for an empty outbox: no call).
+        self.items: collections.deque[Outgoing] | None = None
         self._space: asyncio.Event | None = None  # set while there is room (coalesce=False)
 
     def __len__(self) -> int:
-        return len(self._items) if self._items is not None else 0
+        return len(self.items) if self.items is not None else 0
 
     def __bool__(self) -> bool:
-        return bool(self._items)
+        return bool(self.items)
 
     def _queue(self) -> collections.deque[Outgoing]:
-        if self._items is None:
-            self._items = collections.deque()
-        return self._items
+        if self.items is None:
+            self.items = collections.deque()
+        return self.items
 
     def put_latest(self, item: Outgoing) -> bool:
         """Replace whatever waits with ``item``; return True when one was superseded."""
@@ -71,7 +73,7 @@ class Outbox:
         items = self._queue()
         item = items.popleft()
         if not items:
-            self._items = None
+            self.items = None
         self._after_remove()
         return item
 
@@ -90,7 +92,7 @@ class Outbox:
     def clear(self) -> int:
         """Drop everything waiting; return how many frames were dropped."""
         count = len(self)
-        self._items = None
+        self.items = None
         self._after_remove()
         return count
 

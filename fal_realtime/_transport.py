@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "RETRYABLE_STATUSES",
     "SessionLease",
+    "Started",
     "close_quietly",
     "open_socket",
     "post",
@@ -238,12 +239,16 @@ def receive_now(
     except StopIteration as done:
         message: aiohttp.WSMessage = done.value
         return message
-    return _Started(receiving, waiting_on)
+    return Started(receiving, waiting_on)
 
 
 @dataclass(slots=True)
-class _Started:
-    """A coroutine already run to its first suspension; awaiting it resumes it in place."""
+class Started:
+    """A coroutine already run to its first suspension; awaiting it resumes it in place.
+
+    ``waiting_on`` is what it suspended on (for ``ws.receive()`` with nothing buffered:
+    the reader queue's future).
+    """
 
     coro: Any
     waiting_on: Any

@@ -91,7 +91,7 @@ class RealtimeConnection(Driver):
         ws = self._ws
         if (
             ws is not None
-            and not self._outbox
+            and self._outbox.items is None
             and (not self._next_send_at or self._loop.time() >= self._next_send_at)
         ):
             await self._write(ws, item)
@@ -209,7 +209,10 @@ class RealtimeConnection(Driver):
         if ws is not None and not ws.closed:
             # Close from here while the reader still waits: aiohttp then completes a clean
             # close handshake (1000); cancelling the reader first would make it abnormal.
+            # A reader waiting on the tap is told to look: it ends on its own meanwhile.
             self._closing_ws = ws
+            if self._tap is not None:
+                self._tap.wake()
             await close_quietly(ws)
             release_socket(ws)
         if driver is not None:

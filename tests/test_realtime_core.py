@@ -8,6 +8,7 @@ for the same cause on both clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 from typing import Any
@@ -302,3 +303,33 @@ async def test_rt_core_10_the_keepalive_timers_ping_only_a_silent_socket() -> No
     assert reading.expired() and "no pong within" in keepalive.missed
     assert ws.pings == keepalive.pings == 1
     assert all(task.done() for task in ping_tasks) and len(ping_tasks) == 1
+
+
+async def test_rt_core_11_an_async_callback_runs_as_its_own_task(running: RunningGateway) -> None:
+    """RT-CORE-11: an async on_result is its own task from its first line: timeouts work in it."""
+    seen: list[tuple[bool, bool, str]] = []
+    done = asyncio.Event()
+
+    async def on_result(value: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        async with asyncio.timeout(WAIT_S):  # entered before the first suspension
+            await asyncio.sleep(0)
+            after = asyncio.current_task()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0):  # expires: cancels this task, not the reader
+                await asyncio.sleep(WAIT_S)
+        seen.append((after is task, task.get_name().startswith("fal-realtime-callback"), value))
+        done.set()
+
+    conn = await fal_realtime.connect(
+        ECHO, base_url=running.ws_url, key=KEY, use_jwt=False, on_result=on_result
+    )
+    async with conn:
+        for n in range(2):
+            done.clear()
+            await conn.send({"n": n})
+            async with asyncio.timeout(WAIT_S):
+                await done.wait()
+        assert conn.state is ConnectionState.OPEN  # the reader was never cancelled
+    assert seen == [(True, True, {"echo": {"n": n}}) for n in range(2)]
