@@ -378,6 +378,7 @@ class Driver:
         self._tap = tap = frame_tap(ws, on_data)
         # The receive() the handshake read began (its first message comes through it).
         pending = None if msg is not None or isinstance(got, tuple) else got
+        del got  # an idle socket's frame holds no message it has handled
         try:
             while True:
                 if msg is None:
