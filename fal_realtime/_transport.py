@@ -52,7 +52,6 @@ __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "RETRYABLE_STATUSES",
     "SessionLease",
-    "Started",
     "close_quietly",
     "open_socket",
     "post",
@@ -239,16 +238,12 @@ def receive_now(
     except StopIteration as done:
         message: aiohttp.WSMessage = done.value
         return message
-    return Started(receiving, waiting_on)
+    return _Started(receiving, waiting_on)
 
 
 @dataclass(slots=True)
-class Started:
-    """A coroutine already run to its first suspension; awaiting it resumes it in place.
-
-    ``waiting_on`` is what it suspended on (for ``ws.receive()`` with nothing buffered:
-    the reader queue's future).
-    """
+class _Started:
+    """A coroutine already run to its first suspension; awaiting it resumes it in place."""
 
     coro: Any
     waiting_on: Any

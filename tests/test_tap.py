@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
-from fal_realtime import _driver, _tap
+from fal_realtime import _reading, _tap
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import KEY
@@ -34,7 +34,7 @@ def _tappable_here() -> bool:
 def tap_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Run the test with the tap where it applies, and with the task reading everything."""
     if request.param == "task-read":
-        monkeypatch.setattr(_driver, "frame_tap", lambda ws, on_data: None)
+        monkeypatch.setattr(_reading, "frame_tap", lambda ws, on_data: None)
     yield request.param
 
 
