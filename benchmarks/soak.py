@@ -171,6 +171,9 @@ async def _inject(lanes: list[Lane], stop: asyncio.Event, every_s: float) -> Non
             and lane.conn.state is ConnectionState.OPEN
             and lane.proxy.active == 1
             and now - lane.opened_at > 1.0
+            # Its last fault is over: a stall takes the keep-alive up to 2.5 intervals to
+            # notice, and a second fault on a socket already lost is not a second loss.
+            and lane.conn.stats.reconnects == len(lane.faults)
         ]
         if not ready or stop.is_set():
             continue

@@ -18,10 +18,11 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
-from fal_realtime import _reading, _tap
+from fal_realtime import ConnectionState, _reading, _tap
 from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.server.proxy import FaultProxy
 
-from .conftest import KEY
+from .conftest import KEY, MS
 from .gateway_tools import eventually
 
 
@@ -152,3 +153,28 @@ async def test_rt_tap_4_a_dropped_socket_wakes_the_tapped_reader(tap_mode: str) 
         finally:
             await conn.close()
     assert results == [{"socket": 1}, {"socket": 2}]
+
+
+async def test_rt_tap_5_a_lost_link_is_dropped_without_waiting_for_a_close_handshake(
+    proxy: FaultProxy, tap_mode: str
+) -> None:
+    """RT-TAP-5: a missed pong drops the socket at once, not after a close handshake times out."""
+    states: list[ConnectionState] = []
+    conn = await fal_realtime.connect(
+        "fal-ai/echo",
+        base_url=proxy.ws_url,
+        key=KEY,
+        use_jwt=False,
+        heartbeat_s=80 * MS,
+        close_timeout_s=30.0,  # a close handshake on the dead link would wait this long
+        on_state_change=states.append,
+    )
+    try:
+        proxy.stall()  # until resumed: nothing either way
+        # Lost after 80 + 40 ms of silence; well within 2 s unless the close waits 30 s.
+        await eventually(lambda: ConnectionState.RECONNECTING in states, within=2.0)
+        proxy.resume()
+        await eventually(lambda: states[-1] is ConnectionState.OPEN)
+    finally:
+        await conn.close()
+    assert conn.stats.reconnects == 1
