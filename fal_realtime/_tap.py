@@ -30,10 +30,7 @@ test rather than quietly slowing down):
 - ``ws._reader``: the queue of parsed messages; its ``_buffer`` (``(message, size)``
   pairs) is peeked at, its ``read()`` and ``is_eof()`` called;
 - ``ws._closing`` and ``ws._closed`` (``closed`` without the property's call): a socket
-  whose close began is read by the task only;
-- ``ws._close_code``, written once: a reader cancelled while it waits marks the socket
-  1006, as aiohttp's own ``receive()`` does when cancelled, so that closing a lost
-  socket drops it at once instead of waiting for a close handshake that cannot come.
+  whose close began is read by the task only.
 """
 
 from __future__ import annotations
@@ -136,13 +133,6 @@ class FrameTap:
             self._attention = loop.create_future()
             try:
                 await self._attention
-            except asyncio.CancelledError:
-                # As aiohttp's receive() does when its reader is cancelled (a lost link:
-                # the keep-alive gave up): the socket is abnormal, so closing it drops it
-                # rather than waiting out a close handshake on a dead link.
-                if self._ws.close_code is None:
-                    self._ws._close_code = aiohttp.WSCloseCode.ABNORMAL_CLOSURE
-                raise
             finally:
                 self._attention = None
 
