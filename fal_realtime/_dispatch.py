@@ -20,13 +20,13 @@ import asyncio
 import collections
 import inspect
 import logging
-import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
+from ._compat import eager_task
 from .errors import CALLBACK_ERROR, RealtimeError
 
 __all__ = ["Callbacks", "Dispatcher", "Subscription"]
@@ -35,7 +35,6 @@ log = logging.getLogger("fal_realtime")
 
 T = TypeVar("T")
 Callback = Callable[..., Any]
-_EAGER = sys.version_info >= (3, 12)
 
 
 @dataclass(slots=True)
@@ -239,16 +238,9 @@ class Dispatcher:
         if type(outcome) is not CoroutineType and not inspect.isawaitable(outcome):
             return
         # The task's body finishes the work (no done callback: one handle fewer per call).
-        loop, body = asyncio.get_running_loop(), self._run(name, outcome)
-        if _EAGER:
-            task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg,unused-ignore]
-                body, loop=loop, name=self._name, eager_start=True
-            )
-            if task.done():  # it never suspended: reported and finished already
-                return
-        else:
-            task = loop.create_task(body, name=self._name)
-        self._busy = task
+        task = eager_task(asyncio.get_running_loop(), self._run(name, outcome), name=self._name)
+        if not task.done():  # it suspended (or, on 3.11, has not started): the rest waits
+            self._busy = task
 
     async def _run(self, name: str, awaitable: Awaitable[Any]) -> None:
         """Run one callback's awaitable in its task; report its failure, then deliver on."""
