@@ -194,12 +194,7 @@ class Dispatcher:
         """Call the callback for an event nothing waits ahead of, then what it queued."""
         self._running = True
         try:
-            # _call, written out: this is once per result, and a call costs here.
-            outcome = callback(*args)
-            if outcome is not None:
-                self._started(name, outcome)
-        except Exception as exc:
-            self._failed(name, exc)
+            self._call(name, callback, args)
         finally:
             self._running = False
         if self._backlog and self._busy is None:
