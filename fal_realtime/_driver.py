@@ -147,7 +147,7 @@ class Driver(Reading):
         is reserved before that too, so frames leave in order and on schedule.
         """
         pacer = self._pacer
-        if pacer.configured_s or pacer.boosted:
+        if pacer.peak_s:  # else no interval applies: no clock to read
             now = self._loop.time()
             interval = pacer.interval(now)
             self._next_send_at = now + interval if interval > 0 else 0.0

@@ -151,15 +151,7 @@ class RateLimitPacer:
     every ``decay_after_s`` without another one halves it, down to the configured value.
     """
 
-    __slots__ = (
-        "_boosted",
-        "_changed_at",
-        "boosted",
-        "cap_s",
-        "configured_s",
-        "decay_after_s",
-        "floor_s",
-    )
+    __slots__ = ("_changed_at", "cap_s", "configured_s", "decay_after_s", "floor_s", "peak_s")
 
     def __init__(
         self,
@@ -173,30 +165,28 @@ class RateLimitPacer:
         self.cap_s = max(cap_s, configured_s)
         self.floor_s = floor_s
         self.decay_after_s = decay_after_s
-        self._boosted = configured_s
+        #: The interval last set: the configured one, or a RATE_LIMITED boost not yet
+        #: decayed back to it; never below the configured one. 0 means no interval can
+        #: apply (the send path reads it per frame to skip the clock).
+        self.peak_s = configured_s
         self._changed_at = 0.0
-        #: True while a RATE_LIMITED boost is in force (a plain attribute: the send path
-        #: reads it per frame to skip the clock when no interval applies).
-        self.boosted = False
 
     def rate_limited(self, now: float) -> float:
         """Record a RATE_LIMITED answer at ``now``; return the new interval."""
         current = self.interval(now)
-        self._boosted = min(self.cap_s, max(current * 2, self.floor_s))
+        self.peak_s = min(self.cap_s, max(current * 2, self.floor_s))
         self._changed_at = now
-        self.boosted = self._boosted > self.configured_s
-        return self._boosted
+        return self.peak_s
 
     def interval(self, now: float) -> float:
         """Return the interval in force at ``now``."""
-        if self._boosted <= self.configured_s:
+        if self.peak_s <= self.configured_s:
             return self.configured_s
         halvings = int((now - self._changed_at) / self.decay_after_s) if self.decay_after_s else 64
         if halvings <= 0:
-            return self._boosted
-        decayed = math.ldexp(self._boosted, -min(halvings, 64))
+            return self.peak_s
+        decayed = math.ldexp(self.peak_s, -min(halvings, 64))
         if decayed <= max(self.configured_s, self.floor_s / 2):
-            self._boosted = self.configured_s
-            self.boosted = False
+            self.peak_s = self.configured_s
             return self.configured_s
         return decayed
