@@ -59,9 +59,8 @@ class Reading:
         self, ws: aiohttp.ClientWebSocketResponse, keepalive: KeepAlive
     ) -> tuple[int | None, str]:
         """Read ``ws`` until it ends; return its close code and what ended it."""
-        machine, recorder = self._machine, self._options.recorder
-        codec = self._codec
-        decode, custom = codec.decode, codec.custom_decode
+        machine = self._machine
+        on_data = self._data_handler(ws, keepalive)
         # What the server sent along with its handshake is read before the socket counts
         # as open: an immediate refusal then fails connect() itself (no fixed wait).
         msg: aiohttp.WSMessage | None = None
@@ -71,9 +70,7 @@ class Reading:
                 break
             keepalive.heard = True
             if got.type is _BINARY or got.type is _TEXT:
-                if recorder is not None:
-                    recorder.received(got.data)
-                self._classified(classify(got.data, decode, custom_decode=custom), ws)
+                on_data(got)
             elif got.type is _PING or got.type is _PONG:
                 msg = got  # answered below, once the socket counts as open
                 break
@@ -84,7 +81,6 @@ class Reading:
             self._ws = ws
             if self._outbox:
                 self._start_writer()
-        on_data = self._data_handler(ws, keepalive)
         # Data frames are taken as aiohttp parses them (see _tap.py); the task reads the
         # rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
         self._tap = tap = frame_tap(ws, on_data)
