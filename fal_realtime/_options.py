@@ -189,8 +189,7 @@ def retry_settings(policy: ReconnectPolicy | None) -> RetrySettings | None:
     if policy is None:
         return None
     return RetrySettings(
-        max_attempts=policy.max_attempts,
-        deadline_s=policy.deadline_s,
+        stop=policy.stop_strategy(),
+        wait=policy.wait_strategy(),
         stable_after_s=policy.stable_after_s,
-        delays=policy.delays,
     )

@@ -1,28 +1,46 @@
-"""Pure policy: reconnect backoff, retry decisions, and rate-limit pacing (no I/O).
+"""Pure policy: how an outage is retried, and rate-limit pacing (no I/O).
 
-Reconnect backoff is full-jitter exponential (:meth:`ReconnectPolicy.delays`, the same
-formula as tenacity's ``wait_random_exponential``, which :meth:`ReconnectPolicy.call` uses):
-the wait before retry *n* (n = 1, 2, ...) is ``uniform(0, min(max_delay_s,
-initial_delay_s * 2 ** (n - 1)))`` — so the first retry comes within
-``initial_delay_s`` (100 ms by default) and no wait exceeds ``max_delay_s``.
-Attempts stop after ``max_attempts`` or ``deadline_s``, whichever comes first.
+tenacity is the one retry engine. A :class:`ReconnectPolicy` is a pair of tenacity
+strategies, ``stop`` and ``wait``: the realtime session machine asks them on a
+``tenacity.RetryCallState`` it keeps per outage (no I/O: its clock is the events'
+``now``), and :func:`fal_realtime.ws` hands them to ``tenacity.AsyncRetrying``. Users
+compose their own (``wait=tenacity.wait_exponential_jitter(...)``,
+``stop=tenacity.stop_after_delay(60)``, ...); without them the policy's fields are
+shorthands for the defaults:
+
+- ``wait``: full-jitter exponential backoff, ``wait_random_exponential(multiplier=
+  initial_delay_s, max=max_delay_s)``: the wait before retry *n* (n = 1, 2, ...) is
+  ``uniform(0, min(max_delay_s, initial_delay_s * 2 ** (n - 1)))``, so the first retry
+  comes within ``initial_delay_s`` (100 ms by default) and no wait exceeds ``max_delay_s``;
+- ``stop``: ``stop_after_attempt(max_attempts) | stop_after_delay(deadline_s)``, the one
+  that is set, or both: attempts stop after ``max_attempts`` or ``deadline_s``, whichever
+  comes first.
+
+:func:`set_testing` makes every wait instant (attempts are still counted and bounded).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import functools
 import math
-import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import tenacity
 
 from ._compat import reset_retrying
+from ._protocol.actions import StopStrategy, WaitStrategy
 
-__all__ = ["RateLimitPacer", "ReconnectPolicy", "retry_sleep", "set_testing"]
+__all__ = [
+    "RateLimitPacer",
+    "ReconnectPolicy",
+    "StopStrategy",
+    "WaitStrategy",
+    "retry_sleep",
+    "set_testing",
+]
 
 T = TypeVar("T")
 
@@ -46,15 +64,23 @@ async def retry_sleep(seconds: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ReconnectPolicy:
-    """How a lost realtime connection is retried.
+    """How a lost connection is retried: tenacity's ``stop`` and ``wait``, and when a socket counts.
 
     Args:
-        max_attempts: connection attempts per outage (None: no limit but the deadline).
-        deadline_s: give up an outage after this many seconds (None: no deadline).
-        initial_delay_s: the first retry waits ``uniform(0, initial_delay_s)``.
-        max_delay_s: the cap on any single wait.
-        stable_after_s: a new socket counts as proven (the backoff resets) once it has
-            stayed open this long or delivered a result.
+        max_attempts: connection attempts per outage (None: no limit but the deadline);
+            ignored when ``stop`` is given.
+        deadline_s: give up an outage after this many seconds (None: no deadline);
+            ignored when ``stop`` is given.
+        initial_delay_s: the first retry waits ``uniform(0, initial_delay_s)``; ignored
+            when ``wait`` is given.
+        max_delay_s: the cap on any single wait; ignored when ``wait`` is given.
+        stable_after_s: a new socket counts as proven (the outage is over, the next loss
+            starts a new one) once it has stayed open this long or delivered a result.
+        stop: a tenacity stop strategy, asked after each failed attempt of an outage
+            (its ``RetryCallState`` counts the outage's attempts and time); replaces
+            ``max_attempts`` and ``deadline_s``.
+        wait: a tenacity wait strategy giving the wait before each retry; replaces
+            ``initial_delay_s`` and ``max_delay_s``.
     """
 
     max_attempts: int | None = 8
@@ -62,22 +88,39 @@ class ReconnectPolicy:
     initial_delay_s: float = 0.1
     max_delay_s: float = 5.0
     stable_after_s: float = 5.0
+    stop: StopStrategy | None = None
+    wait: WaitStrategy | None = None
 
     def __post_init__(self) -> None:
-        if self.max_attempts is None and self.deadline_s is None:
-            raise ValueError("ReconnectPolicy needs max_attempts or deadline_s (or both)")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        for name in ("initial_delay_s", "max_delay_s", "stable_after_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.stop is None:
+            if self.max_attempts is None and self.deadline_s is None:
+                raise ValueError(
+                    "ReconnectPolicy needs max_attempts or deadline_s (or both), or stop="
+                )
+            if self.max_attempts is not None and (
+                isinstance(self.max_attempts, bool) or self.max_attempts < 1
+            ):
+                raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        elif not callable(self.stop):
+            raise TypeError(f"stop must be a tenacity stop strategy, not {self.stop!r}")
+        if self.wait is not None and not callable(self.wait):
+            raise TypeError(f"wait must be a tenacity wait strategy, not {self.wait!r}")
+        for name in ("deadline_s", "initial_delay_s", "max_delay_s", "stable_after_s"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
-    def delays(self) -> Iterator[float]:
-        """Yield the waits before retry 1, 2, ...: ``uniform(0, min(max, initial * 2**(n-1)))``."""
-        for attempt in itertools.count():
-            yield random.uniform(
-                0, min(self.max_delay_s, self.initial_delay_s * 2.0 ** min(attempt, 64))
-            )
+    def stop_strategy(self) -> StopStrategy:
+        """Return the tenacity stop strategy: ``stop=``, else the one the fields describe."""
+        if self.stop is not None:
+            return self.stop
+        return _stop_for(self.max_attempts, self.deadline_s)
+
+    def wait_strategy(self) -> WaitStrategy:
+        """Return the tenacity wait strategy: ``wait=``, else full-jitter exponential."""
+        if self.wait is not None:
+            return self.wait
+        return _wait_for(self.initial_delay_s, self.max_delay_s)
 
     def retrying(
         self,
@@ -85,17 +128,9 @@ class ReconnectPolicy:
         before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
     ) -> tenacity.AsyncRetrying:
         """Return a fresh tenacity controller for one outage."""
-        stop: Any = tenacity.stop_never
-        if self.max_attempts is not None:
-            stop = tenacity.stop_after_attempt(self.max_attempts)
-        if self.deadline_s is not None:
-            by_time = tenacity.stop_after_delay(self.deadline_s)
-            stop = by_time if self.max_attempts is None else stop | by_time
         return tenacity.AsyncRetrying(
-            stop=stop,
-            wait=tenacity.wait_random_exponential(
-                multiplier=self.initial_delay_s, max=self.max_delay_s
-            ),
+            stop=self.stop_strategy(),
+            wait=self.wait_strategy(),
             retry=tenacity.retry_if_exception(is_retryable),
             reraise=True,
             sleep=retry_sleep,
@@ -139,6 +174,23 @@ class ReconnectPolicy:
             f"reconnect must be True, False, a ReconnectPolicy or a dict of its fields, "
             f"not {option!r}"
         )
+
+
+# The strategies are frozen in effect (tenacity never changes them): equal fields share one.
+@functools.lru_cache(maxsize=64)
+def _stop_for(max_attempts: int | None, deadline_s: float | None) -> StopStrategy:
+    stop: Any = None
+    if max_attempts is not None:
+        stop = tenacity.stop_after_attempt(max_attempts)
+    if deadline_s is not None:
+        by_time = tenacity.stop_after_delay(deadline_s)
+        stop = by_time if stop is None else stop | by_time
+    return stop  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=64)
+def _wait_for(initial_delay_s: float, max_delay_s: float) -> WaitStrategy:
+    return tenacity.wait_random_exponential(multiplier=initial_delay_s, max=max_delay_s)
 
 
 _DEFAULT_POLICY: Final = ReconnectPolicy()

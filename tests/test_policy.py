@@ -78,3 +78,62 @@ def test_rt_policy_5_zero_interval_backs_off_from_a_floor() -> None:
     assert pacer.rate_limited(1.0) == 0.05
     assert pacer.rate_limited(1.0) == 0.1
     assert pacer.interval(100.0) == 0.0
+
+
+def test_rt_policy_7_user_strategies_replace_the_shorthands() -> None:
+    """RT-POLICY-7: stop= and wait= are tenacity strategies used as given, fields or not."""
+    wait = tenacity.wait_exponential(multiplier=0.5, max=4.0)
+    stop = tenacity.stop_after_delay(60)
+    policy = ReconnectPolicy(max_attempts=None, deadline_s=None, stop=stop, wait=wait)
+    assert policy.stop_strategy() is stop and policy.wait_strategy() is wait
+    retrying = policy.retrying(lambda exc: True)
+    assert retrying.stop is stop and retrying.wait is wait
+    assert _waits(policy, 4) == [0.5, 1.0, 2.0, 4.0]
+    with pytest.raises(TypeError, match="tenacity stop strategy"):
+        ReconnectPolicy(stop=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tenacity wait strategy"):
+        ReconnectPolicy(wait=0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="deadline_s must be a finite number"):
+        ReconnectPolicy(deadline_s=float("nan"))
+
+
+def test_rt_policy_8_the_machine_asks_tenacity_per_outage() -> None:
+    """RT-POLICY-8: the session machine's waits and its giving up are the strategies' answers."""
+    from fal_realtime._options import retry_settings
+    from fal_realtime._protocol.session import Fail, RealtimeSession, RetryAfter
+    from fal_realtime.errors import error_for
+
+    seen: list[tuple[int, float | None]] = []
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        seen.append((state.attempt_number, state.seconds_since_start))
+        return 0.25 * state.attempt_number
+
+    policy = ReconnectPolicy(
+        stop=tenacity.stop_after_attempt(3) | tenacity.stop_after_delay(100), wait=wait
+    )
+    session = RealtimeSession(retry=retry_settings(policy), uses_tokens=False)
+    session.want_socket()
+    lost = error_for("CONNECTION_LOST", "down")
+    first = session.open_failed(lost, now=50.0)
+    second = session.open_failed(lost, now=51.0)
+    assert [a.delay_s for a in first + second if isinstance(a, RetryAfter)] == [0.25, 0.5]
+    assert isinstance(session.open_failed(lost, now=52.0)[-1], Fail)
+    assert seen == [(1, 0.0), (2, 1.0), (3, 2.0)]  # the events' clock, not the machine's
+
+
+def test_rt_policy_9_stop_before_delay_sees_the_upcoming_sleep() -> None:
+    """RT-POLICY-9: a stop strategy reading upcoming_sleep gets this attempt's wait."""
+    if not hasattr(tenacity, "stop_before_delay"):
+        pytest.skip("this tenacity has no stop_before_delay (added in 8.3)")
+    from fal_realtime._options import retry_settings
+    from fal_realtime._protocol.session import Fail, RealtimeSession, RetryAfter
+    from fal_realtime.errors import error_for
+
+    policy = ReconnectPolicy(stop=tenacity.stop_before_delay(10), wait=tenacity.wait_fixed(4))
+    session = RealtimeSession(retry=retry_settings(policy), uses_tokens=False)
+    session.want_socket()
+    lost = error_for("CONNECTION_LOST", "down")
+    assert isinstance(session.open_failed(lost, now=0.0)[-1], RetryAfter)  # 0 + 4 < 10
+    assert isinstance(session.open_failed(lost, now=5.0)[-1], RetryAfter)  # 5 + 4 < 10
+    assert isinstance(session.open_failed(lost, now=6.5)[-1], Fail)  # 6.5 + 4 >= 10

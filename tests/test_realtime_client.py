@@ -701,3 +701,29 @@ async def test_rt_32_an_unused_results_iterator_is_not_kept(running: RunningGate
         # The control alone dropped two; a kept `unused` would have dropped two more.
         assert conn.stats.dropped == {"results": 2}
         del control
+
+
+async def test_rt_policy_10_user_strategies_drive_a_live_outage(
+    instant_retries: None,
+) -> None:
+    """RT-POLICY-10: a live outage is retried as the user's tenacity strategies say, then fails."""
+    import socket
+
+    import tenacity
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    asked: list[int] = []
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        asked.append(state.attempt_number)
+        return 30.0  # instant under set_testing, as every wait is
+
+    policy = ReconnectPolicy(stop=tenacity.stop_after_attempt(4), wait=wait)
+    with pytest.raises(RealtimeError) as info:
+        await fal_realtime.connect(
+            "fal-ai/echo", base_url=f"ws://127.0.0.1:{port}", key=KEY, reconnect=policy
+        )
+    assert info.value.code == "CONNECTION_LOST" and "gave up" in info.value.message
+    assert asked == [1, 2, 3, 4]

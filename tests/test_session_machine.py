@@ -6,12 +6,11 @@ socket would produce and its actions are checked, row by row (SPEC §2.1, §3, �
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import tenacity
 
 from fal_realtime import ConnectionState
 from fal_realtime._protocol.realtime import Frame, FrameKind
@@ -46,11 +45,16 @@ from fal_realtime.errors import (
 S = ConnectionState
 
 
-def _delays() -> Iterator[float]:
-    return (0.1 * n for n in itertools.count(1))
+def _linear(state: tenacity.RetryCallState) -> float:
+    """Wait 0.1 s times the attempt number (a custom strategy, as a user may pass)."""
+    return 0.1 * state.attempt_number
 
 
-RETRY = RetrySettings(max_attempts=4, deadline_s=None, stable_after_s=5.0, delays=_delays)
+def _retry(*, stop: Any, wait: Any = _linear) -> RetrySettings:
+    return RetrySettings(stop=stop, wait=wait, stable_after_s=5.0)
+
+
+RETRY = _retry(stop=tenacity.stop_after_attempt(4))
 
 
 def machine(*, retry: RetrySettings | None = RETRY, tokens: bool = True) -> RealtimeSession:
@@ -359,7 +363,7 @@ def test_rt_machine_9_attempts_are_bounded_then_failed() -> None:
 
 def test_rt_machine_10_the_deadline_ends_an_outage() -> None:
     """RT-MACHINE-10: with deadline_s, an outage fails once that much time has passed."""
-    retry = RetrySettings(max_attempts=None, deadline_s=2.0, stable_after_s=5.0, delays=_delays)
+    retry = _retry(stop=tenacity.stop_after_delay(2.0))
     session = RealtimeSession(retry=retry, uses_tokens=False)
     session.want_socket()
     lost = error_for(CONNECTION_LOST, "down")
@@ -370,7 +374,7 @@ def test_rt_machine_10_the_deadline_ends_an_outage() -> None:
 
 def test_rt_machine_11_a_proven_socket_starts_a_new_outage() -> None:
     """RT-MACHINE-11: attempts reset once a socket proved itself (no carried-over budget)."""
-    retry = RetrySettings(max_attempts=2, deadline_s=None, stable_after_s=5.0, delays=_delays)
+    retry = _retry(stop=tenacity.stop_after_attempt(2))
     session = machine(retry=retry)
     lost = error_for(CONNECTION_LOST, "down")
     for round_ in range(3):

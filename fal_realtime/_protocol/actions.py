@@ -6,14 +6,14 @@ carried out in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
+
+import tenacity
 
 from ..errors import RealtimeError
-
-if TYPE_CHECKING:
-    from .session import ConnectionState
+from .state import ConnectionState
 
 __all__ = [
     "Action",
@@ -26,6 +26,8 @@ __all__ = [
     "RetryAfter",
     "RetrySettings",
     "SlowDown",
+    "StopStrategy",
+    "WaitStrategy",
 ]
 
 
@@ -84,11 +86,23 @@ class Fail:
 Action = EnterState | Emit | Opened | OpenSocket | RetryAfter | DropToken | SlowDown | Fail
 
 
+#: A tenacity stop strategy (``tenacity.stop_after_attempt(5)``, ``stop_a | stop_b``, or any
+#: callable of a ``RetryCallState`` returning whether to give up).
+StopStrategy: TypeAlias = Callable[[tenacity.RetryCallState], bool]
+#: A tenacity wait strategy (``tenacity.wait_exponential_jitter()``, or any callable of a
+#: ``RetryCallState`` returning the seconds to wait).
+WaitStrategy: TypeAlias = Callable[[tenacity.RetryCallState], float]
+
+
 @dataclass(frozen=True, slots=True)
 class RetrySettings:
-    """How an outage is retried: the bounds, and the backoff delays (a generator factory)."""
+    """How an outage is retried: tenacity's ``stop`` and ``wait``, and when a socket is proven.
 
-    max_attempts: int | None
-    deadline_s: float | None
+    The machine asks both on one ``tenacity.RetryCallState`` per outage, after each
+    failed attempt: ``wait`` first (its answer is the state's ``upcoming_sleep``, as
+    tenacity itself does it), then ``stop``.
+    """
+
+    stop: StopStrategy
+    wait: WaitStrategy
     stable_after_s: float
-    delays: Callable[[], Iterator[float]]

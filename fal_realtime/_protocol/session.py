@@ -18,8 +18,10 @@ decision of SPEC §2.1 and §3 is made here, in one place, and tested without a 
   server that accepts and then closes cannot cause a tight loop.
 - ``{"status": "error", "error": "Unauthorized"}`` or a handshake 401/403 drops the
   token and retries once with a new one; a second refusal in a row is final.
-- An outage gives up after ``max_attempts`` or ``deadline_s``: ``failed`` with
-  ``CONNECTION_LOST``.
+- Each failed attempt of an outage asks tenacity: the policy's ``wait`` strategy gives
+  the delay before the next attempt and its ``stop`` strategy says when to give up
+  (``failed`` with ``CONNECTION_LOST``), both on one ``tenacity.RetryCallState`` per
+  outage whose clock is the events' ``now`` (no clock of the machine's own).
 
 :data:`TRANSITIONS` lists the legal state changes; any other is a bug and raises
 :class:`IllegalTransition`.
@@ -27,9 +29,9 @@ decision of SPEC §2.1 and §3 is made here, in one place, and tested without a 
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterator
 from typing import Final
+
+import tenacity
 
 from ..errors import (
     CONNECTION_LOST,
@@ -55,6 +57,7 @@ from .actions import (
     SlowDown,
 )
 from .realtime import Frame, FrameKind
+from .state import ConnectionState
 
 __all__ = [
     "TRANSITIONS",
@@ -73,17 +76,6 @@ __all__ = [
     "SlowDown",
     "retryable",
 ]
-
-
-class ConnectionState(enum.StrEnum):
-    """Where a realtime connection is in its life."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    DORMANT = "dormant"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-    FAILED = "failed"
 
 
 _S = ConnectionState
@@ -147,9 +139,8 @@ class RealtimeSession:
         "_attempts",
         "_busy",
         "_closing",
-        "_delays",
         "_ever_opened",
-        "_outage_started_at",
+        "_outage",
         "_retry",
         "_socket",
         "_unauthorized_streak",
@@ -169,9 +160,8 @@ class RealtimeSession:
         self._socket: _Socket | None = None
         self._busy = False  # a socket is open or being opened, or a retry is waiting
         self._unauthorized_streak = 0
-        self._attempts = 0
-        self._outage_started_at: float | None = None
-        self._delays: Iterator[float] | None = None
+        #: The outage being retried, as tenacity counts it (None between outages).
+        self._outage: tenacity.RetryCallState | None = None
 
     # -- queries ------------------------------------------------------------------------
 
@@ -373,26 +363,28 @@ class RealtimeSession:
         retry = self._retry
         if retry is None:
             return self._fail(error)
-        if self._outage_started_at is None:
-            self._outage_started_at = now
-            self._attempts = 0
-            self._delays = retry.delays()
-        self._attempts += 1
-        spent = retry.max_attempts is not None and self._attempts >= retry.max_attempts
-        late = retry.deadline_s is not None and now - self._outage_started_at >= retry.deadline_s
-        if spent or late:
+        outage = self._outage
+        if outage is None:
+            # tenacity's own record of an outage; nothing in it reads a clock later.
+            outage = self._outage = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+            outage.start_time = now
+        else:
+            outage.prepare_for_next_attempt()
+        outage.outcome = tenacity.Future.construct(outage.attempt_number, error, True)
+        outage.outcome_timestamp = now
+        # Wait, then stop, as tenacity asks them: a stop strategy may read upcoming_sleep.
+        delay = retry.wait(outage)
+        outage.upcoming_sleep = delay
+        if retry.stop(outage):
             message = f"gave up reconnecting: {error.message}"
             return self._fail(error_for(CONNECTION_LOST, message, status=error.status))
-        assert self._delays is not None
-        delay = next(self._delays)
+        outage.idle_for += delay
         actions = [] if self.state is ConnectionState.CONNECTING else self._enter(_S.RECONNECTING)
         self._busy = True
         return [*actions, RetryAfter(delay, error)]
 
     def _end_outage(self) -> None:
-        self._outage_started_at = None
-        self._attempts = 0
-        self._delays = None
+        self._outage = None
 
     def _fail(self, error: RealtimeError) -> list[Action]:
         if self.closing:
