@@ -13,6 +13,7 @@ be sent is kept and goes out first on the new socket.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 import weakref
@@ -23,32 +24,73 @@ import aiohttp
 
 from ._auth import TokenProvider
 from ._compat import eager_task
-from ._cycles import release_socket, stop_task
 from ._dispatch import Callback, Callbacks
 from ._driver import Driver
 from ._options import RealtimeOptions
-from ._outbox import Outgoing
-from ._policy import ReconnectPolicy
+from ._outbox import Outbox, Outgoing
+from ._policy import RateLimitPacer, ReconnectPolicy
 from ._protocol.codecs import Encoding
-from ._protocol.session import ConnectionState
+from ._protocol.state import ConnectionState
 from ._stats import RealtimeStats
-from ._transport import DEFAULT_MAX_FRAME_BYTES, close_quietly
+from ._transport import DEFAULT_MAX_FRAME_BYTES
 from .errors import CONNECTION_LOST, INVALID_INPUT, ConnectionLostError, RealtimeError, error_for
 
 __all__ = ["ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]
 
 
-class RealtimeConnection(Driver):
-    """A realtime connection to one fal app; see :func:`fal_realtime.connect`."""
+class RealtimeConnection:
+    """A realtime connection to one fal app; see :func:`fal_realtime.connect`.
 
-    __slots__ = ()
+    It has a :class:`~fal_realtime._driver.Driver` (the connection's life: the session
+    machine, its sockets and tasks) and holds what the send path needs: the outbox,
+    the throttle pacer and the codec.
+    """
+
+    # Slots: a service holds thousands of idle connections.
+    __slots__ = (
+        "__weakref__",
+        "_closer",
+        "_codec",
+        "_driver",
+        "_loop",
+        "_max_frame_bytes",
+        "_options",
+        "_outbox",
+        "_pacer",
+        "app",
+        "connection_key",
+        "stats",
+    )
+
+    def __init__(self, options: RealtimeOptions, callbacks: Callbacks) -> None:
+        self.app = options.app
+        self.connection_key = options.connection_key
+        self.stats = RealtimeStats()
+        self._options = options
+        self._codec = options.codec
+        self._max_frame_bytes = options.max_frame_bytes
+        self._loop = loop = asyncio.get_running_loop()
+        self._pacer = RateLimitPacer(options.throttle_interval_s)
+        # throttle_interval=0 sends each message at once: nothing to coalesce.
+        coalesce = options.coalesce and options.throttle_interval_s > 0
+        self._outbox = Outbox(coalesce=coalesce, max_pending=options.max_pending)
+        self._closer: asyncio.Task[None] | None = None
+        self._driver = Driver(
+            options,
+            callbacks,
+            outbox=self._outbox,
+            pacer=self._pacer,
+            stats=self.stats,
+            # Not a bound method: the driver must not hold the connection (a cycle).
+            forget=functools.partial(_forget, loop, options.connection_key, self._outbox),
+        )
 
     # -- public API ------------------------------------------------------------------
 
     @property
     def state(self) -> ConnectionState:
         """Return the connection's state."""
-        return self._machine.state
+        return self._driver.machine.state
 
     @property
     def throttle_interval(self) -> float:
@@ -63,7 +105,7 @@ class RealtimeConnection(Driver):
     @property
     def closed(self) -> bool:
         """Tell whether the connection is closed or failed (it cannot be used again)."""
-        return self._machine.state in (ConnectionState.CLOSED, ConnectionState.FAILED)
+        return self._driver.machine.state in (ConnectionState.CLOSED, ConnectionState.FAILED)
 
     def __repr__(self) -> str:
         return f"<RealtimeConnection app={str(self.app)!r} state={self.state.value}>"
@@ -81,6 +123,9 @@ class RealtimeConnection(Driver):
         its turn, and this returns at once; with ``coalesce=False`` it waits while
         the queue is full. A dormant connection reconnects.
 
+        Args:
+            payload: the input, a map (e.g. a dict); encoded at once.
+
         Raises:
             TypeError: ``payload`` is not a map.
             RealtimeError: ``INVALID_INPUT`` when it cannot be encoded or is too large
@@ -88,13 +133,13 @@ class RealtimeConnection(Driver):
                 failure when it has failed; ``CONNECTION_LOST`` after ``close()``.
         """
         item = self._prepare(payload)
-        ws = self._ws
+        link = self._driver.link
         if (
-            ws is not None
+            link is not None
             and self._outbox.items is None
-            and (not self._next_send_at or self._loop.time() >= self._next_send_at)
+            and (not link.next_send_at or self._loop.time() >= link.next_send_at)
         ):
-            await self._write(ws, item)
+            await link.write(item)
             return
         if self._outbox.coalesce:
             if self._outbox.put_latest(item):
@@ -102,30 +147,34 @@ class RealtimeConnection(Driver):
         else:
             await self._outbox.put(item)
             self._check_usable()  # closed while waiting for room
-        self._start_writer()
+        self._driver.start_writer()
 
     def send_nowait(self, payload: Mapping[str, Any]) -> None:
-        """Queue ``payload`` without waiting; raise ``asyncio.QueueFull`` when the queue is full."""
+        """Queue ``payload`` without waiting; raise ``asyncio.QueueFull`` when the queue is full.
+
+        Args:
+            payload: the input, a map (e.g. a dict); encoded at once.
+        """
         item = self._prepare(payload)
         if self._outbox.coalesce:
             if self._outbox.put_latest(item):
                 self.stats.coalesced += 1
         else:
             self._outbox.put_nowait(item)
-        self._start_writer()
+        self._driver.start_writer()
 
     def results(self) -> AsyncIterator[Any]:
         """Iterate over results as they arrive (ends when the connection closes)."""
-        return self._dispatcher.subscribe_results().__aiter__()
+        return self._driver.dispatcher.subscribe_results().__aiter__()
 
     def states(self) -> AsyncIterator[ConnectionState]:
         """Iterate over state changes as they happen (ends when the connection closes)."""
-        return self._dispatcher.subscribe_states().__aiter__()
+        return self._driver.dispatcher.subscribe_states().__aiter__()
 
     async def wait_open(self) -> None:
         """Return once the connection has opened a socket; raise its failure if it failed."""
-        self._want_socket()
-        await asyncio.shield(self._opened)
+        self._driver.want_socket()
+        await asyncio.shield(self._driver.opened)
 
     async def close(self) -> None:
         """Close the connection: drop what waits to be sent, stop all tasks. Idempotent.
@@ -148,7 +197,7 @@ class RealtimeConnection(Driver):
     # -- sending ---------------------------------------------------------------------
 
     def _check_usable(self) -> None:
-        machine = self._machine
+        machine = self._driver.machine
         if machine.failure is not None:
             raise error_for(
                 machine.failure.code,
@@ -164,10 +213,11 @@ class RealtimeConnection(Driver):
     def _prepare(self, payload: Mapping[str, Any]) -> Outgoing:
         if type(payload) is not dict and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a map (e.g. a dict), not {type(payload).__name__}")
-        if self._ws is None:
-            if self._machine.closing:
+        driver = self._driver
+        if driver.link is None:
+            if driver.machine.closing:
                 self._check_usable()
-            self._want_socket()
+            driver.want_socket()
         try:
             # A dict goes to the encoder as is; other mappings are copied into one.
             encoded = self._codec.encode(payload if type(payload) is dict else dict(payload))
@@ -189,7 +239,10 @@ class RealtimeConnection(Driver):
 
     async def _closing(self, done: asyncio.Future[None]) -> None:
         try:
-            await self._close()
+            self._forget()
+            if dropped := self._outbox.clear():
+                self.stats.drop("closed", dropped)
+            await self._driver.close()
         except BaseException as exc:
             if not done.done():
                 if isinstance(exc, asyncio.CancelledError):
@@ -200,42 +253,21 @@ class RealtimeConnection(Driver):
         if not done.done():
             done.set_result(None)
 
-    async def _close(self) -> None:
-        self._forget()
-        self._machine.close_requested()
-        if dropped := self._outbox.clear():
-            self.stats.drop("closed", dropped)
-        ws, driver = self._ws, self._driver
-        if ws is not None and not ws.closed:
-            # Close from here while the reader still waits: aiohttp then completes a clean
-            # close handshake (1000); cancelling the reader first would make it abnormal.
-            # A reader waiting on the tap is told to look: it ends on its own meanwhile.
-            self._closing_ws = ws
-            if self._tap is not None:
-                self._tap.wake()
-            await close_quietly(ws)
-            release_socket(ws)
-        if driver is not None:
-            await stop_task(driver)
-        if ws is not None and ws is self._closing_ws:
-            self._closing_ws = None
-            now = self._loop.time()
-            self._do(self._machine.socket_closed(ws.close_code, now=now, pending=False))
-        if not self._opened.done():
-            self._opened.set_exception(
-                ConnectionLostError(CONNECTION_LOST, "the connection was closed while opening")
-            )
-            self._opened.exception()
-        self._do(self._machine.closed())
-        await self._dispatcher.stop(drain_timeout_s=self._options.close_timeout_s)
-        await self._lease.release()
-
     def _forget(self) -> None:
-        if self.connection_key is None:
-            return
-        keyed = _registry.get(self._loop)
-        if keyed is not None and keyed.get(self.connection_key) is self:
-            del keyed[self.connection_key]
+        _forget(self._loop, self.connection_key, self._outbox)
+
+
+def _forget(loop: asyncio.AbstractEventLoop, key: str | None, outbox: Outbox) -> None:
+    """Leave the ``connection_key`` registry, if the key still names this connection.
+
+    The connection is known by its outbox (one per connection): the driver calls this
+    when the connection fails, and must not hold the connection itself.
+    """
+    if key is None:
+        return
+    keyed = _registry.get(loop)
+    if keyed is not None and (conn := keyed.get(key)) is not None and conn._outbox is outbox:
+        del keyed[key]
 
 
 # connection_key -> connection, per event loop; forgotten when a connection ends.
@@ -357,7 +389,7 @@ async def connect(
                     f"connection_key {connection_key!r} is in use for {existing.app}, "
                     f"not {options.app}"
                 )
-            existing._dispatcher.callbacks = callbacks
+            existing._driver.dispatcher.callbacks = callbacks
             if not lazy:
                 await existing.wait_open()
             return existing
@@ -369,8 +401,8 @@ async def connect(
             # Nobody else can hold this connection yet, so nobody else waits on the
             # future: it is awaited without a shield (cancelling it changes nothing for
             # anyone, and close() below ends the connection).
-            conn._want_socket()
-            await conn._opened
+            conn._driver.want_socket()
+            await conn._driver.opened
         else:
             await conn.wait_open()
     except BaseException:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
-from fal_realtime import ConnectionState, _reading, _tap
+from fal_realtime import ConnectionState, _link, _tap
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.proxy import FaultProxy
 
@@ -35,7 +35,7 @@ def _tappable_here() -> bool:
 def tap_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Run the test with the tap where it applies, and with the task reading everything."""
     if request.param == "task-read":
-        monkeypatch.setattr(_reading, "frame_tap", lambda ws, on_data: None)
+        monkeypatch.setattr(_link, "frame_tap", lambda ws, on_data: None)
     yield request.param
 
 
