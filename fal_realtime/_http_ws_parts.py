@@ -37,7 +37,7 @@ __all__ = [
     "Lost",
     "Reading",
     "Response",
-    "ResponseReader",
+    "Responses",
     "Socket",
     "error_for_status",
 ]
@@ -229,30 +229,59 @@ class Reading:
         self.done = False
 
 
-class ResponseReader:
-    """Read responses off a connection's socket, one at a time, in the order requested.
+class Responses:
+    """The responses a connection's sockets owe, read one at a time, in the order requested.
 
-    The protocol cannot abort one response: a read cancelled mid-response, or a new
-    read while the previous response is unfinished, retires the socket (the next
-    ``send`` opens a new one); responses it still owed are lost, never resent.
+    The connection has one (composed, not inherited): it holds the live socket and the
+    reading in progress. The protocol cannot abort one response: a read cancelled
+    mid-response, or a new read while the previous response is unfinished, retires the
+    socket (the next ``send`` opens a new one); responses it still owed are lost, never
+    resent.
     """
 
-    _socket: Socket | None
-    _lost_requests: int
-    _reading: Reading | None
-    _awaiting_frame: bool
-    _to_close: list[Socket]
-    last_start: Start | None
-    last_end: End | None
+    __slots__ = (
+        "_awaiting_frame",
+        "_reading",
+        "_to_close",
+        "last_end",
+        "last_start",
+        "lost",
+        "socket",
+    )
 
-    def _check_open(self) -> None:
-        raise NotImplementedError
+    def __init__(self) -> None:
+        #: The socket requests are sent on (None until one is opened, or after it retired).
+        self.socket: Socket | None = None
+        #: Requests whose responses were lost with a retired socket, not yet reported.
+        self.lost = 0
+        #: The ``start`` and ``end`` frames of the last response read (also after stream()).
+        self.last_start: Start | None = None
+        self.last_end: End | None = None
+        self._reading: Reading | None = None
+        self._awaiting_frame = False
+        # Sockets retired from synchronous code; closed (and their readers awaited) at
+        # the next async entry point or at close().
+        self._to_close: list[Socket] = []
 
-    async def _reap(self) -> None:
-        raise NotImplementedError
+    @property
+    def pending(self) -> int:
+        """Return how many requests were sent whose responses have not been read."""
+        live = self.socket.pending if self.socket is not None else 0
+        return self.lost + live
 
-    async def _begin_read(self) -> Reading:
-        self._check_open()
+    def retire(self) -> None:
+        """Retire the live socket (closed at the next :meth:`reap`)."""
+        socket, self.socket = self.socket, None
+        if socket is not None:
+            self._to_close.append(socket)
+
+    async def reap(self) -> None:
+        """Close the sockets retired so far (their readers awaited)."""
+        while self._to_close:
+            await self._to_close.pop().abort()
+
+    async def begin_read(self) -> Reading:
+        """Start reading the next response (finishing or retiring an unfinished one first)."""
         if self._awaiting_frame:
             raise RuntimeError(
                 "concurrent reads are not allowed: recv(), stream(), events() and request() "
@@ -261,22 +290,23 @@ class ResponseReader:
         previous = self._reading
         if previous is not None and not previous.done:
             await self._skip_rest(previous)
-        await self._reap()
-        if self._lost_requests:
-            self._lost_requests -= 1
+        await self.reap()
+        if self.lost:
+            self.lost -= 1
             raise ConnectionLostError(
                 CONNECTION_LOST,
                 "the connection dropped before this request's response arrived; "
                 "it was not resent (it may have been processed)",
             )
-        socket = self._socket
+        socket = self.socket
         if socket is None or socket.pending == 0:
             raise RuntimeError("no request is waiting for a response: call send() first")
         reading = Reading(socket)
         self._reading = reading
         return reading
 
-    def _end_read(self, reading: Reading, *, abandoned: bool = False) -> None:
+    def end_read(self, reading: Reading, *, abandoned: bool = False) -> None:
+        """Finish ``reading``: a response left mid-way retires its socket."""
         if not reading.done and not abandoned:
             # Cancelled mid-response: the protocol cannot abort one response, so the
             # socket is out of step; drop it (the next send opens a new one).
@@ -285,7 +315,7 @@ class ResponseReader:
     async def _skip_rest(self, previous: Reading) -> None:
         """Deal with a response left unfinished by a stream() the caller stopped iterating."""
         socket = previous.socket
-        if self._socket is not socket or socket.pending <= 1:
+        if self.socket is not socket or socket.pending <= 1:
             # Nothing else is owed on that socket: dropping it is cheaper than draining.
             self._drop_socket(previous)
             return
@@ -304,9 +334,9 @@ class ResponseReader:
         """Retire the reading's socket: responses it still owes are lost (never resent)."""
         reading.done = True
         socket = reading.socket
-        if self._socket is socket:
-            self._socket = None
-            self._lost_requests += max(0, socket.pending - 1)
+        if self.socket is socket:
+            self.socket = None
+            self.lost += max(0, socket.pending - 1)
             socket.pending = 0
             socket.reader.cancel()
             self._to_close.append(socket)
@@ -334,7 +364,8 @@ class ResponseReader:
             self._drop_socket(reading)
             raise
 
-    async def _start(self, reading: Reading) -> Start:
+    async def start(self, reading: Reading) -> Start:
+        """Return the response's start frame."""
         event = await self._next_event(reading)
         if not isinstance(event, Start):  # the assembler refuses body/end before start
             raise RealtimeError(INTERNAL_ERROR, "expected a start frame")
@@ -342,7 +373,8 @@ class ResponseReader:
         self.last_end = None
         return event
 
-    async def _body(self, reading: Reading) -> AsyncIterator[bytes]:
+    async def body(self, reading: Reading) -> AsyncIterator[bytes]:
+        """Yield the response's body chunks until its end frame."""
         while True:
             event = await self._next_event(reading)
             if isinstance(event, Body):

@@ -32,7 +32,7 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
-from ._http_ws_parts import Reading, Response, ResponseReader, Socket, error_for_status
+from ._http_ws_parts import Response, Responses, Socket, error_for_status
 from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
@@ -53,8 +53,12 @@ from .errors import (
 __all__ = ["HttpWsConnection", "Response", "ws"]
 
 
-class HttpWsConnection(ResponseReader):
-    """One HTTP-over-WebSocket connection to an app; see :func:`ws`."""
+class HttpWsConnection:
+    """One HTTP-over-WebSocket connection to an app; see :func:`ws`.
+
+    It has its sockets' :class:`~fal_realtime._http_ws_parts.Responses` (the live socket
+    and the responses it owes, read in order) and opens sockets per its retry policy.
+    """
 
     def __init__(
         self,
@@ -82,21 +86,12 @@ class HttpWsConnection(ResponseReader):
         self._heartbeat_s = heartbeat_s
         self._ssl_context = ssl_context
         self._lease = SessionLease(session)
-        self._socket: Socket | None = None
-        self._lost_requests = 0
-        self._reading: Reading | None = None
-        self._awaiting_frame = False
+        self._responses = Responses()
         self._request_lock = asyncio.Lock()
         self._closed = False
-        # Sockets dropped from synchronous code; closed (and their readers awaited) at the
-        # next async entry point or at close().
-        self._to_close: list[Socket] = []
-        #: The ``start`` and ``end`` frames of the last response read (also after stream()).
-        self.last_start: Start | None = None
-        self.last_end: End | None = None
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._socket else "idle"
+        state = "closed" if self._closed else "open" if self._responses.socket else "idle"
         return f"<HttpWsConnection url={redact_url(self._url)!r} {state}>"
 
     async def __aenter__(self) -> HttpWsConnection:
@@ -118,28 +113,32 @@ class HttpWsConnection(ResponseReader):
     @property
     def pending(self) -> int:
         """Return how many requests were sent whose responses have not been read."""
-        live = self._socket.pending if self._socket is not None else 0
-        return self._lost_requests + live
+        return self._responses.pending
+
+    @property
+    def last_start(self) -> Start | None:
+        """Return the ``start`` frame of the last response read (also after ``stream()``)."""
+        return self._responses.last_start
+
+    @property
+    def last_end(self) -> End | None:
+        """Return the ``end`` frame of the last response read (also after ``stream()``)."""
+        return self._responses.last_end
 
     async def open(self) -> None:
         """Open the socket now (``send`` opens one when needed)."""
         self._check_open()
-        await self._reap()
-        if self._socket is None or not self._socket.alive:
+        await self._responses.reap()
+        socket = self._responses.socket
+        if socket is None or not socket.alive:
             await self._reconnect()
 
     async def close(self) -> None:
         """Close the socket and stop its reader. Idempotent."""
         self._closed = True
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            self._to_close.append(socket)
-        await self._reap()
+        self._responses.retire()
+        await self._responses.reap()
         await self._lease.release()
-
-    async def _reap(self) -> None:
-        while self._to_close:
-            await self._to_close.pop().abort()
 
     # -- requests ---------------------------------------------------------------------
 
@@ -162,8 +161,8 @@ class HttpWsConnection(ResponseReader):
                 f"payload encodes to {len(frame)} bytes, over max_frame_bytes="
                 f"{self._max_frame_bytes}",
             )
-        await self._reap()
-        socket = self._socket
+        await self._responses.reap()
+        socket = self._responses.socket
         if socket is None or not socket.alive:
             socket = await self._reconnect()
         try:
@@ -212,20 +211,22 @@ class HttpWsConnection(ResponseReader):
 
         A status >= 400 raises ``RealtimeError`` (with the error body) before any chunk.
         """
-        reading = await self._begin_read()
+        self._check_open()
+        responses = self._responses
+        reading = await responses.begin_read()
         abandoned = False
         try:
-            start = await self._start(reading)
+            start = await responses.start(reading)
             if start.status >= 400:
-                chunks = [chunk async for chunk in self._body(reading)]
+                chunks = [chunk async for chunk in responses.body(reading)]
                 raise error_for_status(start.status, b"".join(chunks), start.request_id)
-            async for chunk in self._body(reading):
+            async for chunk in responses.body(reading):
                 yield chunk
         except GeneratorExit:
             abandoned = True  # left with break / aclose(): the next read skips the rest
             raise
         finally:
-            self._end_read(reading, abandoned=abandoned)
+            responses.end_read(reading, abandoned=abandoned)
 
     async def events(self) -> AsyncGenerator[dict[str, Any], None]:
         """Yield the next response parsed as Server-Sent Events.
@@ -248,18 +249,20 @@ class HttpWsConnection(ResponseReader):
     async def _read_whole(
         self, first_byte: list[float] | None = None
     ) -> tuple[Start, list[bytes], End]:
-        reading = await self._begin_read()
+        self._check_open()
+        responses = self._responses
+        reading = await responses.begin_read()
         try:
-            start = await self._start(reading)
+            start = await responses.start(reading)
             chunks = []
-            async for chunk in self._body(reading):
+            async for chunk in responses.body(reading):
                 if first_byte is not None and not first_byte:
                     first_byte.append(time.perf_counter())
                 chunks.append(chunk)
-            assert self.last_end is not None
-            return start, chunks, self.last_end
+            assert responses.last_end is not None
+            return start, chunks, responses.last_end
         finally:
-            self._end_read(reading)
+            responses.end_read(reading)
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -270,19 +273,20 @@ class HttpWsConnection(ResponseReader):
             )
 
     async def _reconnect(self) -> Socket:
-        old, self._socket = self._socket, None
+        responses = self._responses
+        old, responses.socket = responses.socket, None
         if old is not None:
-            self._lost_requests += old.pending
+            responses.lost += old.pending
             await old.close()
-        await self._reap()
+        await responses.reap()
         if self._policy is None:
             ws = await self._open_once()
         else:
             ws = await self._open_with_retries(self._policy)
-        self._socket = Socket(ws, self._heartbeat_s, self._recorder)
+        socket = responses.socket = Socket(ws, self._heartbeat_s, self._recorder)
         if self._recorder is not None:
             self._recorder.opened(self._url)
-        return self._socket
+        return socket
 
     async def _open_with_retries(self, policy: ReconnectPolicy) -> aiohttp.ClientWebSocketResponse:
         try:
