@@ -2,7 +2,9 @@
 
 A :class:`SocketLink` owns one ``aiohttp`` WebSocket: its reading (data frames taken
 as aiohttp parses them where the tap applies, :mod:`fal_realtime._tap`, else by the
-task), its writing (the direct path and a writer task while inputs wait their turn),
+task), its writing (the direct path and a writer task while inputs wait their turn; with
+latest wins, nothing is handed to the socket while what it was handed before has not
+drained: :mod:`fal_realtime._backlog`),
 and its keep-alive (timers, a ping task while one is in flight). :meth:`SocketLink.run`
 reads it to its end and reports, once, how it ended (:class:`LinkEnd`); every task it
 started is cancelled and awaited before it returns. :meth:`SocketLink.close` is the
@@ -27,6 +29,7 @@ from typing import NamedTuple
 
 import aiohttp
 
+from ._backlog import Backlog
 from ._cycles import release_socket
 from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
 from ._outbox import Outbox, Outgoing
@@ -40,6 +43,11 @@ __all__ = ["LinkEnd", "SocketLink"]
 
 _BINARY, _TEXT = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
 _PING, _PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
+#: How soon a frame waiting for the link looks again whether it drained, and the longest
+#: it waits between looks (at most this late; the link idles no longer, as what is in
+#: flight covers it).
+_FIRST_POLL_S = 0.001
+_MAX_POLL_S = 0.008
 
 
 class LinkEnd(NamedTuple):
@@ -63,6 +71,7 @@ class SocketLink:
     """
 
     __slots__ = (
+        "_backlog",
         "_closed",
         "_closing",
         "_group",
@@ -75,6 +84,7 @@ class SocketLink:
         "_tap",
         "_writer",
         "keepalive",
+        "last_frame_bytes",
         "last_sent_at",
         "next_send_at",
         "ws",
@@ -102,6 +112,9 @@ class SocketLink:
         self.next_send_at = 0.0
         #: ``time.perf_counter()`` of the last frame sent, until a result answers it.
         self.last_sent_at: float | None = None
+        #: The size of the last frame handed to the socket.
+        self.last_frame_bytes = 0
+        self._backlog = Backlog(ws)
         #: The socket's keep-alive; the reader marks it for every frame it hears.
         self.keepalive = KeepAlive(heartbeat_s)
         self._group: asyncio.TaskGroup | None = None  # while run() reads
@@ -137,7 +150,16 @@ class SocketLink:
             self._recorder.sent(frame)
         self._stats.sent += 1
         self.last_sent_at = time.perf_counter()
+        self.last_frame_bytes = len(frame)
         return True
+
+    def drained(self) -> bool:
+        """Tell whether everything handed to the socket so far has gone out (see _backlog.py)."""
+        return not self._backlog.pending(self.last_frame_bytes)
+
+    def interval_over(self) -> bool:
+        """Tell whether the throttle interval lets the next frame go now."""
+        return not self.next_send_at or self._loop.time() >= self.next_send_at
 
     def start_writer(self) -> None:
         """Start the writer while inputs wait (it ends when none do); a no-op if it runs."""
@@ -145,7 +167,8 @@ class SocketLink:
             self._writer = self._group.create_task(self._write_loop(), name="fal-realtime-writer")
 
     async def _write_loop(self) -> None:
-        outbox, loop = self._outbox, self._loop
+        outbox, loop, backlog = self._outbox, self._loop, self._backlog
+        poll = _FIRST_POLL_S
         try:
             while outbox:
                 wait = self.next_send_at - loop.time()
@@ -153,6 +176,14 @@ class SocketLink:
                     # Inside the interval: sleep to its end, then send whatever is newest.
                     await asyncio.sleep(wait)
                     continue
+                if outbox.coalesce and backlog.pending(self.last_frame_bytes):
+                    # Latest wins at the link too: the frame waits (and may be superseded)
+                    # until what went before has drained. No event says when the kernel
+                    # has sent its bytes: look again, less often the longer it takes.
+                    await asyncio.sleep(poll)
+                    poll = min(poll * 2, _MAX_POLL_S)
+                    continue
+                poll = _FIRST_POLL_S
                 if not await self.write(outbox.pop()):
                     return  # the socket is going away; the frame waits for the next one
         finally:

@@ -117,6 +117,10 @@ class RealtimeOptions(NamedTuple):
             )
         if max_buffering is not None:
             validate_max_buffering(max_buffering)
+        elif coalesce:
+            # Latest wins at the server too: when the model is slower than the inputs, it
+            # keeps only the newest pending one (the user's own max_buffering wins).
+            max_buffering = 1
         if max_frame_bytes <= 0:
             raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
         if heartbeat_s is not None:

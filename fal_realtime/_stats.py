@@ -11,8 +11,14 @@ __all__ = ["RealtimeStats"]
 class RealtimeStats:
     """Counters of one connection (read them any time; they only grow)."""
 
+    #: Frames handed to a socket.
     sent: int = 0
+    #: Inputs superseded by a newer one before they went out (latest wins), whether they
+    #: waited for the throttle interval or for the link.
     coalesced: int = 0
+    #: Of those, the ones that waited for the link: the socket had not yet sent what it
+    #: was handed before (a slow uplink).
+    superseded_at_link: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     results: int = 0
     errors: int = 0

@@ -172,3 +172,32 @@ def frame_tap(
     if transport is None or type(transport).__module__ not in _LOOKUP_TRANSPORTS:
         return None
     return FrameTap(ws, protocol, queue, on_data)
+
+
+def write_transports(ws: aiohttp.ClientWebSocketResponse) -> tuple[Any, ...]:
+    """Return the transports whose write buffers hold what ``ws`` was handed and not yet sent.
+
+    The upstream gap this fills: aiohttp does not expose a client socket's transport
+    (``ws.get_extra_info`` passes names through to it, but gives no buffer sizes), and
+    asyncio's TLS transport counts only its own buffer, not the one of the TCP transport
+    beneath it. The socket's link needs both to keep latest-wins at the link
+    (:mod:`fal_realtime._backlog`). Each is asked only ``get_write_buffer_size()``,
+    public asyncio API.
+
+    Private state used: ``ws._response.connection.transport``; under TLS, asyncio's
+    ``_SSLProtocolTransport._ssl_protocol._transport``. On any shape not recognised,
+    the transports that were found are returned (none at all: an empty tuple), and the
+    link measures what it can (the kernel's unsent bytes) without them.
+    """
+    found: list[Any] = []
+    try:
+        transport: Any = ws._response.connection.transport  # type: ignore[union-attr]
+    except AttributeError:
+        return ()
+    while transport is not None and callable(getattr(transport, "get_write_buffer_size", None)):
+        found.append(transport)
+        # Under TLS, the TCP transport the TLS one writes into (None when not TLS).
+        transport = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+        if len(found) > 2:
+            break
+    return tuple(found)

@@ -71,9 +71,8 @@ class RealtimeConnection:
         self._max_frame_bytes = options.max_frame_bytes
         self._loop = loop = asyncio.get_running_loop()
         self._pacer = RateLimitPacer(options.throttle_interval_s)
-        # throttle_interval=0 sends each message at once: nothing to coalesce.
-        coalesce = options.coalesce and options.throttle_interval_s > 0
-        self._outbox = Outbox(coalesce=coalesce, max_pending=options.max_pending)
+        # Latest wins within the interval and at the link (with throttle_interval=0 too).
+        self._outbox = Outbox(coalesce=options.coalesce, max_pending=options.max_pending)
         self._closer: asyncio.Task[None] | None = None
         self._driver = Driver(
             options,
@@ -134,18 +133,19 @@ class RealtimeConnection:
         """
         item = self._prepare(payload)
         link = self._driver.link
+        outbox = self._outbox
         if (
             link is not None
-            and self._outbox.items is None
-            and (not link.next_send_at or self._loop.time() >= link.next_send_at)
+            and outbox.items is None
+            and link.interval_over()
+            and (not outbox.coalesce or link.drained())
         ):
             await link.write(item)
             return
-        if self._outbox.coalesce:
-            if self._outbox.put_latest(item):
-                self.stats.coalesced += 1
+        if outbox.coalesce:
+            self._put_latest(item)
         else:
-            await self._outbox.put(item)
+            await outbox.put(item)
             self._check_usable()  # closed while waiting for room
         self._driver.start_writer()
 
@@ -157,8 +157,7 @@ class RealtimeConnection:
         """
         item = self._prepare(payload)
         if self._outbox.coalesce:
-            if self._outbox.put_latest(item):
-                self.stats.coalesced += 1
+            self._put_latest(item)
         else:
             self._outbox.put_nowait(item)
         self._driver.start_writer()
@@ -195,6 +194,15 @@ class RealtimeConnection:
         await done
 
     # -- sending ---------------------------------------------------------------------
+
+    def _put_latest(self, item: Outgoing) -> None:
+        """Make ``item`` the one frame waiting, counting the one it supersedes, and where."""
+        if self._outbox.put_latest(item):
+            stats = self.stats
+            stats.coalesced += 1
+            link = self._driver.link
+            if link is not None and link.interval_over():
+                stats.superseded_at_link += 1  # it waited for the link, not its interval
 
     def _check_usable(self) -> None:
         machine = self._driver.machine

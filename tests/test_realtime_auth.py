@@ -225,7 +225,8 @@ async def test_rt_auth_1_jwt_fetched_from_gateway_tokens(running: RunningGateway
     [issued] = spy.issued
     assert issued.apps == ["echo"] and issued.lifetime_s == 120
     [handshake] = spy.handshakes()
-    assert handshake.query == {"fal_jwt_token": issued.token}
+    # Latest wins at the server too: the default asks it to keep the newest input only.
+    assert handshake.query == {"fal_jwt_token": issued.token, "max_buffering": "1"}
     assert handshake.authorization is None
     assert seen.errors == []
 
@@ -349,7 +350,7 @@ async def test_rt_auth_6_token_provider_replaces_fetch(
     assert asked == [ECHO] and all(type(a) is str for a in asked)
     assert spy.token_posts() == []
     [handshake] = spy.handshakes()
-    assert handshake.query == {"fal_jwt_token": token}
+    assert handshake.query == {"fal_jwt_token": token, "max_buffering": "1"}
     assert seen.errors == []
 
 

@@ -126,9 +126,10 @@ async def test_rt_3_no_coalesce_paces_every_message_in_order(running: RunningGat
 
 
 async def test_rt_4_zero_interval_sends_each_at_once(running: RunningGateway) -> None:
-    """RT-4: throttle_interval=0 sends every message, none coalesced."""
+    """RT-4: throttle_interval=0 sends every message at once on a fast link, none coalesced."""
     rec = Recorder()
-    async with await _connect(running, rec=rec, throttle_interval=0) as conn:
+    # max_buffering=60: the server keeps every pending input (latest wins there by default).
+    async with await _connect(running, rec=rec, throttle_interval=0, max_buffering=60) as conn:
         for i in range(50):
             await conn.send({"i": i})
         await rec.until(lambda: len(rec.results) == 50)
@@ -614,7 +615,9 @@ async def test_rt_27_missed_pong_is_a_lost_connection(
 
 async def test_rt_28_abandoned_results_iterator_unsubscribes(running: RunningGateway) -> None:
     """RT-28: an async for over results() left with break stops receiving (no accumulation)."""
-    async with await _connect(running, throttle_interval=0, max_backlog=1) as conn:
+    async with await _connect(
+        running, throttle_interval=0, max_backlog=1, max_buffering=60
+    ) as conn:
         for n in range(3):
             await conn.send({"n": n})
             results = conn.results()
@@ -690,7 +693,9 @@ async def test_rt_32_an_unused_results_iterator_is_not_kept(running: RunningGate
     """RT-32: results() called but never iterated holds nothing once the caller drops it."""
     import gc
 
-    async with await _connect(running, throttle_interval=0, max_backlog=1) as conn:
+    async with await _connect(
+        running, throttle_interval=0, max_backlog=1, max_buffering=60
+    ) as conn:
         unused = conn.results()
         control = conn.results()  # kept: it drops one of every two results past the first
         del unused

@@ -169,7 +169,12 @@ async def test_rt_core_6_a_suspending_callback_never_blocks_the_reader(
         calls.append(f"end:{n}")
 
     conn = await fal_realtime.connect(
-        ECHO, base_url=running.ws_url, key=KEY, throttle_interval=0, on_result=on_result
+        ECHO,
+        base_url=running.ws_url,
+        key=KEY,
+        throttle_interval=0,
+        max_buffering=60,  # every input answered (latest wins at the server by default)
+        on_result=on_result,
     )
     async with conn:
         for n in range(3):
