@@ -41,6 +41,8 @@ FORWARDED_HEADERS: Final = frozenset({"accept", "content-type"})
 _DROPPED_RESPONSE_HEADERS: Final = frozenset(
     {
         "connection",
+        "date",
+        "server",
         "content-encoding",
         "content-length",
         "keep-alive",
