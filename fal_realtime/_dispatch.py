@@ -309,4 +309,3 @@ class Dispatcher:
             busy.cancel()
             await asyncio.gather(busy, return_exceptions=True)
         self._idle = None
-

@@ -595,3 +595,95 @@ def test_proxy_21_loopback_only_accepts_local_pages_only() -> None:
     assert not loopback_only(request(None, None))
     assert not loopback_only(request("127.0.0.1", "https://evil.example"))
     assert not loopback_only(request("127.0.0.1", "http://localhost.evil.example"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "pass --allow-app OWNER/ALIAS"),
+        (["--allow-app", "nope"], "--allow-app 'nope': expected OWNER/ALIAS"),
+        (["--allow-app", "a/b", "--port", "70000"], "--port must be in 0..65535"),
+        (["--allow-app", "a/$b"], "--allow-app: invalid app id 'a/$b'"),
+        (["--allow-app", "a/b", "--key-missing"], "no fal key found: set FAL_KEY"),
+    ],
+)
+def test_proxy_22_cli_bad_input_is_one_line_and_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PROXY-22: `fal-realtime proxy` with bad options, or without a key, prints one error
+    line and exits with status 2."""
+    from fal_realtime.cli import main
+
+    for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    if "--key-missing" in argv:
+        argv = argv[:-1]
+    else:
+        monkeypatch.setenv("FAL_KEY", KEY)
+
+    assert main(["proxy", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"fal-realtime: error: {message}")
+
+
+async def test_proxy_23_cli_serves_proxy_and_token_routes(
+    at_gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """PROXY-23: `fal-realtime proxy --port 0 --allow-app fal-ai/echo` serves /api/fal/token
+    and /api/fal/proxy for local pages, refuses other sites' pages, and stops on Ctrl-C."""
+    import os
+    import re
+    import signal
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    env["FAL_KEY"] = KEY
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fal_realtime",
+        "proxy",
+        "--port",
+        "0",
+        "--allow-app",
+        "fal-ai/echo",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        async with asyncio.timeout(60_000 * MS):
+            first = (await proc.stdout.readline()).decode()
+            match = re.match(
+                r"^fal-realtime proxy listening on (http://127\.0\.0\.1:\d+/api/fal)$",
+                first.strip(),
+            )
+            assert match, first + (await proc.stderr.read()).decode()
+            url = match.group(1)
+            async with http.get(f"{url}/token", params={"app": "fal-ai/echo"}) as resp:
+                assert resp.status == 200
+                assert set(await resp.json()) == {"token", "expires_at"}
+            evil = {"Origin": "https://evil.example"}
+            async with http.get(
+                f"{url}/token", params={"app": "fal-ai/echo"}, headers=evil
+            ) as resp:
+                assert resp.status == 401
+            status, _, body = await _post(http, url, ECHO_TARGET, {"a": 1})
+            assert status == 200, body
+            assert orjson.loads(body) == {"echo": {"a": 1}}
+            status, _, _ = await _post(http, url, "https://fal.run/fal-ai/any-llm", {"a": 1})
+            assert status == 403
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60_000 * MS):
+            out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert KEY not in out.decode() + err.decode()
+    assert out.decode().rstrip().endswith("proxy stopped")

@@ -248,9 +248,6 @@ class Proxy:
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
-        resolved = resolve_key(key, env)
-        if not resolved:
-            raise ValueError(MISSING_KEY_MESSAGE.partition(", or pass token_provider")[0])
         if allowed_apps is None:
             raise ValueError(
                 "pass allowed_apps=[...] (the app ids the browser may use), or '*' for every app"
@@ -266,8 +263,11 @@ class Proxy:
             raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
         if not token_expiration_s > 0:
             raise ValueError(f"token_expiration_s must be > 0, got {token_expiration_s}")
-        self._key = resolved
         self.allowed: AllowedApps = parse_allowed_apps(allowed_apps)
+        resolved = resolve_key(key, env)
+        if not resolved:
+            raise ValueError(MISSING_KEY_MESSAGE.partition(", or pass token_provider")[0])
+        self._key = resolved
         self._authorize = authorize
         self._forward_authorization = forward_authorization
         self.max_body_bytes = max_body_bytes
