@@ -309,3 +309,4 @@ class Dispatcher:
             busy.cancel()
             await asyncio.gather(busy, return_exceptions=True)
         self._idle = None
+
