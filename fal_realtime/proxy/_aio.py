@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ._core import Proxy, ProxyRequest, Reply
 
-__all__ = ["proxy_routes"]
+__all__ = ["handle_forward", "handle_token", "proxy_routes"]
 
 
 def _request(request: web.Request, route: str) -> ProxyRequest:
@@ -43,16 +43,26 @@ async def _write(request: web.Request, reply: Reply) -> web.StreamResponse:
         await reply.aclose()
 
 
+async def handle_forward(proxy: Proxy, request: web.Request) -> web.StreamResponse:
+    """Answer an aiohttp request to ``{prefix}/proxy`` with ``proxy``."""
+    reply = await proxy.forward(_request(request, "/proxy"), request.content.iter_any())
+    return await _write(request, reply)
+
+
+async def handle_token(proxy: Proxy, request: web.Request) -> web.StreamResponse:
+    """Answer an aiohttp request to ``{prefix}/token`` with ``proxy``."""
+    return await _write(request, await proxy.token(_request(request, "/token")))
+
+
 def proxy_routes(proxy: Proxy, prefix: str = "") -> list[web.RouteDef]:
     """Return aiohttp routes serving ``{prefix}/proxy`` and ``{prefix}/token``."""
     prefix = prefix.rstrip("/")
 
     async def forward(request: web.Request) -> web.StreamResponse:
-        reply = await proxy.forward(_request(request, "/proxy"), request.content.iter_any())
-        return await _write(request, reply)
+        return await handle_forward(proxy, request)
 
     async def token(request: web.Request) -> web.StreamResponse:
-        return await _write(request, await proxy.token(_request(request, "/token")))
+        return await handle_token(proxy, request)
 
     return [
         web.route("*", f"{prefix}/proxy", forward),
