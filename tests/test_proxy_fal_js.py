@@ -11,6 +11,7 @@ because ``FAL_RUN_HOST``/``FAL_REST_URL`` point there. The Node process holds no
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -57,6 +58,18 @@ def _install_fal_client() -> Path:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"npm install {FAL_CLIENT} failed: {last}")
     return modules
+
+
+@functools.cache
+def _websocket_flags() -> tuple[str, ...]:
+    """Return the flag Node needs for a global WebSocket (Node 20; none from Node 22)."""
+    probe = subprocess.run(
+        ["node", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return () if probe.returncode == 0 else ("--experimental-websocket",)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +137,7 @@ async def _run_node(
     }
     proc = await asyncio.create_subprocess_exec(
         "node",
-        "--experimental-websocket",
+        *_websocket_flags(),
         "--no-warnings",
         str(HARNESS),
         scenario,
