@@ -687,3 +687,29 @@ async def test_proxy_23_cli_serves_proxy_and_token_routes(
     assert "Traceback" not in err.decode()
     assert KEY not in out.decode() + err.decode()
     assert out.decode().rstrip().endswith("proxy stopped")
+
+
+async def test_proxy_24_a_session_of_yours_is_used_and_left_open(
+    at_gateway: RunningGateway,
+) -> None:
+    """PROXY-24: with session=..., requests and token fetches go through that session, and
+    the proxy never closes it."""
+    started: list[str] = []
+
+    async def on_start(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        started.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as mine:
+        options: dict[str, Any] = {"key": KEY, "allowed_apps": ALLOWED, "authorize": allow_all}
+        async with serve_proxy("aiohttp", session=mine, **options) as url:
+            async with aiohttp.ClientSession() as browser:
+                status, _, _ = await _post(browser, url, LLM_TARGET, {"prompt": "hi"})
+                assert status == 200
+                async with browser.get(f"{url}/token", params={"app": "fal-ai/echo"}) as resp:
+                    assert resp.status == 200
+        assert not mine.closed
+    assert started == ["/fal-ai/any-llm", "/tokens/"]

@@ -226,6 +226,9 @@ class Proxy:
         max_body_bytes: the largest request body forwarded (413 past it).
         token_expiration_s: the lifetime asked for tokens of the token route.
         ssl_context: TLS context for the upstream (verification stays on).
+        session: an aiohttp session to forward with, kept (and closed) by you: it
+            keeps connections to fal open between requests. Default: the package's
+            shared session, held per request.
         env: where to read ``FAL_RUN_HOST``/``FAL_REST_URL`` and the key; default
             ``os.environ`` (read once, here).
 
@@ -245,6 +248,7 @@ class Proxy:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         token_expiration_s: float = 120,
         ssl_context: ssl.SSLContext | None = None,
+        session: aiohttp.ClientSession | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -273,6 +277,7 @@ class Proxy:
         self.max_body_bytes = max_body_bytes
         self._token_expiration_s = token_expiration_s
         self._ssl = ssl_context
+        self._session = session
         self.upstreams = Upstreams.from_env(env)
         self._realtime_base = resolve_base("realtime", None, env)
 
@@ -340,6 +345,7 @@ class Proxy:
                 expiration_s=self._token_expiration_s,
                 base_url=self._realtime_base,
                 ssl_context=self._ssl,
+                session=self._session,
             )
         except RealtimeError as exc:
             status = {RATE_LIMITED: 429, TIMEOUT: 504}.get(exc.code, 502)
@@ -370,7 +376,7 @@ class Proxy:
         headers["authorization"] = self._credentials(request)
         headers["x-fal-client-proxy"] = f"fal-realtime-proxy/{__version__}"
         url = self.upstreams.url_for(target)
-        lease = SessionLease()
+        lease = SessionLease(self._session)
         try:
             response = await lease.session.request(
                 request.method,
