@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 import fal_realtime
 from fal_realtime.proxy import Proxy, ProxyRequest, loopback_only
@@ -713,3 +714,27 @@ async def test_proxy_24_a_session_of_yours_is_used_and_left_open(
                     assert resp.status == 200
         assert not mine.closed
     assert started == ["/fal-ai/any-llm", "/tokens/"]
+
+
+@ADAPTERS
+async def test_proxy_25_failing_authorize_and_repeated_targets(
+    kind: str,
+    at_gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PROXY-25: an authorize that raises is a 500 with a one-line detail (logged, never
+    forwarded); two x-fal-target-url headers are a 400."""
+
+    def broken(request: ProxyRequest) -> bool:
+        raise RuntimeError("session store down")
+
+    async with serve_proxy(kind, key=KEY, allowed_apps=ALLOWED, authorize=broken) as url:
+        status, _, body = await _post(http, url, LLM_TARGET, {"prompt": "hi"})
+        assert status == 500
+        assert orjson.loads(body) == {"detail": "the proxy's authorize check failed"}
+    assert "session store down" in caplog.text
+    async with serve_proxy(kind, key=KEY, allowed_apps=ALLOWED, authorize=allow_all) as url:
+        headers = [("x-fal-target-url", LLM_TARGET), ("x-fal-target-url", "https://evil.example/")]
+        async with http.post(f"{url}/proxy", data=b"{}", headers=CIMultiDict(headers)) as resp:
+            assert resp.status == 400
