@@ -738,3 +738,24 @@ async def test_proxy_25_failing_authorize_and_repeated_targets(
         headers = [("x-fal-target-url", LLM_TARGET), ("x-fal-target-url", "https://evil.example/")]
         async with http.post(f"{url}/proxy", data=b"{}", headers=CIMultiDict(headers)) as resp:
             assert resp.status == 400
+
+
+async def test_proxy_26_gateway_plain_posts_need_credentials(
+    at_gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """PROXY-26: the gateway's plain POST to an HTTP app (what the proxy forwards to, as
+    fal.run) needs a key or a token, answers 404 for an unknown app, and the proxy passes
+    those answers back as they are."""
+    base = at_gateway.url
+    async with http.post(f"{base}/fal-ai/any-llm", json={"prompt": "hi"}) as resp:
+        assert resp.status == 401
+    headers = {"Authorization": f"Key {KEY}"}
+    async with http.post(f"{base}/fal-ai/nope", json={}, headers=headers) as resp:
+        assert resp.status == 404
+    async with http.post(f"{base}/fal-ai/any-llm", json={"prompt": "hi"}, headers=headers) as r:
+        assert r.status == 200
+        assert r.headers["x-fal-request-id"]
+    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
+        status, _, body = await _post(http, url, "https://fal.run/fal-ai/nope", {"a": 1})
+    assert status == 404
+    assert "no HTTP app" in orjson.loads(body)["detail"]

@@ -25,7 +25,7 @@ from .._protocol.apps import AppId, resolve_base
 from .._transport import SessionLease
 from .._version import __version__
 from ..errors import RATE_LIMITED, TIMEOUT, UNAUTHORIZED, RealtimeError
-from ..tokens import fetch_token
+from ..tokens import Token, fetch_token
 from ._rules import (
     TARGET_HEADER,
     AllowedApps,
@@ -337,7 +337,7 @@ class Proxy:
         if verdict is not True:
             raise Refusal(401, "unauthorized: the proxy's authorize check refused this request")
 
-    async def _fetch_token(self, app: AppId) -> Any:
+    async def _fetch_token(self, app: AppId) -> Token:
         try:
             return await fetch_token(
                 app.app_path,
