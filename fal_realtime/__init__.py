@@ -24,6 +24,7 @@ from .errors import (
 )
 from .http_ws import HttpWsConnection, Response, ws
 from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
+from .tokens import Token, fetch_token
 
 __all__ = [
     "CALLBACK_ERROR",
@@ -44,10 +45,12 @@ __all__ = [
     "RealtimeTimeoutError",
     "ReconnectPolicy",
     "Response",
+    "Token",
     "UnauthorizedError",
     "UntrustedCertificateError",
     "__version__",
     "connect",
+    "fetch_token",
     "set_testing",
     "ws",
 ]

@@ -155,6 +155,11 @@ class TokenSource:
             entry = entries[self._cache_key] = _Entry()
         return entry
 
+    def expires_at(self) -> float | None:
+        """Return when the cached token expires (unix seconds), if one is cached."""
+        entry = self._entry()
+        return entry.expires_at if entry.token is not None else None
+
     def current(self) -> str | None:
         """Return the cached token, if any (for noting which token a socket used)."""
         return self._entry().token

@@ -23,6 +23,7 @@ GROUPS = {
     "RT": "Realtime client and realtime wire facts (SPEC §2.1, §3, §4)",
     "WS": "HTTP over WebSockets (SPEC §2.2)",
     "SEC": "Security (SPEC §6)",
+    "PROXY": "Browser apps (SPEC §8, issue 20): fal's server proxy and the token route",
     "USR": "For users (issues #7, #14): the FastAPI example, the playground, the test toolkit",
 }
 

@@ -114,8 +114,7 @@ async def test_gw_rec_9_ws_records_and_replays_start_body_end(
     async def ask(base_url: str, path: Path) -> list[bytes]:
         async with fal_realtime.ws(app, base_url=base_url, key=KEY, record=path) as client:
             return [
-                (await client.request({"prompt": f"say it in {n} words"})).content
-                for n in (2, 5)
+                (await client.request({"prompt": f"say it in {n} words"})).content for n in (2, 5)
             ]
 
     bodies = await ask(running.ws_url, live)

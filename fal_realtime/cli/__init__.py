@@ -8,7 +8,7 @@ fal-realtime ws fal-ai/any-llm/stream '{"prompt": "hi"}' --stream   # HTTP over 
 One module per subcommand (``serve``, ``demo``, ``send``, ``ws``, ``bench``), each with an
 ``add_parser(sub)`` that registers its options and a ``run(args)`` that returns the exit
 status; ``_common`` holds what they share. The client and the gateway are imported only
-when a subcommand runs.
+when a subcommand runs. ``proxy`` serves fal's server proxy for a web page.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from .._version import __version__
-from . import bench, demo, send, serve, ws
+from . import bench, demo, proxy, send, serve, ws
 from ._common import bad_argument
 
 __all__ = ["main"]
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
             "  fal-realtime send fal-ai/echo '{\"a\": 1}'        one realtime payload\n"
             "  fal-realtime ws fal-ai/any-llm '{\"prompt\": \"hi\"}' --stream\n"
             "  fal-realtime bench                              the quick benchmark\n"
+            "  fal-realtime proxy --allow-app fal-ai/echo      fal's server proxy for a web page\n"
             "\nenvironment: FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET), FAL_RUN_HOST, "
             "FAL_WS_RUN_HOST.\nEach command's --help has more examples."
         ),
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, demo, send, ws, bench):
+    for command in (serve, demo, send, ws, bench, proxy):
         command.add_parser(sub)
     return parser
 

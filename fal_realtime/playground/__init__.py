@@ -2,6 +2,10 @@
 
     fal-realtime demo --web            # prints http://127.0.0.1:8080/playground/
 
+A second page, ``/playground/direct/`` (``direct.html``), works as fal's own demos do: it
+gets a short-lived token from this server's token route (``/playground/api/fal/token``,
+served by :mod:`fal_realtime.proxy`) and opens the realtime socket to the gateway itself.
+
 The page (``index.html``: plain HTML and JavaScript, no build step) opens a WebSocket to
 ``/playground/ws`` on the gateway. Behind it, each tab gets a relay: this package's
 realtime client (:func:`fal_realtime.connect`, throttled, latest wins) connected to
@@ -29,17 +33,28 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import INVALID_INPUT, RealtimeError
+from ..proxy import Proxy, ProxyRequest
+from ..proxy._aio import handle_token
 from ..realtime import ConnectionState, RealtimeConnection, connect
 from ..server import Gateway, RunningGateway
 from ..server.demo import register_demo_apps
 
-__all__ = ["PAGE_PATH", "SOCKET_PATH", "Playground", "serve_playground"]
+__all__ = [
+    "DIRECT_PATH",
+    "PAGE_PATH",
+    "SOCKET_PATH",
+    "TOKEN_PATH",
+    "Playground",
+    "serve_playground",
+]
 
 log = logging.getLogger("fal_realtime.playground")
 
 PAGE_PATH = "/playground/"
 SOCKET_PATH = "/playground/ws"
 STATS_PATH = "/playground/stats"
+DIRECT_PATH = "/playground/direct/"
+TOKEN_PATH = "/playground/api/fal/token"
 APP = "fal-ai/flux-lora-realtime"
 THROTTLE_S = 0.064
 IMAGE_SIZES = frozenset(
@@ -121,6 +136,9 @@ class Playground:
         self._closing: set[asyncio.Task[None]] = set()
         page = importlib.resources.files(__package__).joinpath("index.html")
         self._page = page.read_text(encoding="utf-8")
+        direct = importlib.resources.files(__package__).joinpath("direct.html")
+        self._direct_page = direct.read_text(encoding="utf-8")
+        self._token_proxy: Proxy | None = None
 
     @property
     def open_relays(self) -> int:
@@ -135,6 +153,8 @@ class Playground:
                 web.get(PAGE_PATH, self._index),
                 web.get(SOCKET_PATH, self._socket),
                 web.get(STATS_PATH, self._stats),
+                web.get(DIRECT_PATH, self._direct),
+                web.route("*", TOKEN_PATH, self._token),
             ],
             on_cleanup=self.close,
         )
@@ -167,6 +187,24 @@ class Playground:
         return web.Response(
             text=self._page, content_type="text/html", headers={"Cache-Control": "no-store"}
         )
+
+    async def _direct(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            text=self._direct_page, content_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        """Give the direct page a token for the playground's app (same-origin pages only)."""
+        if self.base_url is None or not self.key:
+            raise web.HTTPServiceUnavailable(text="the playground has no key to issue tokens")
+        if self._token_proxy is None:
+            self._token_proxy = Proxy(
+                key=self.key,
+                allowed_apps=[self.app],
+                authorize=_same_origin,
+                env={"FAL_RUN_HOST": self.base_url},
+            )
+        return await handle_token(self._token_proxy, request)
 
     async def _stats(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"tabs": len(self._tabs), "relays": self.open_relays})
@@ -233,6 +271,13 @@ class Playground:
                 await tab.on_error(exc)
                 return  # the relay failed or closed: the page shows why and offers a reload
             await tab.send({"type": "stats", "stats": tab.stats()})
+
+
+def _same_origin(request: ProxyRequest) -> bool:
+    """Accept token requests from this server's own pages (or with no Origin at all)."""
+    origin = request.header("origin")
+    native: web.Request = request.native
+    return origin is None or origin.partition("://")[2] == native.host
 
 
 def _input(text: str) -> dict[str, Any]:

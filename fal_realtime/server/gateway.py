@@ -33,7 +33,7 @@ from .._protocol.apps import AppId
 from .auth import Authenticator
 from .common import DEFAULT_MAX_FRAME_BYTES, json_error
 from .faults import Faults, parse_faults
-from .http_bridge import UpstreamPool, handle_http_ws
+from .http_bridge import UpstreamPool, handle_http_post, handle_http_ws
 from .realtime_session import handle_realtime
 from .registry import HttpApp, HttpHandler, RealtimeApp, RealtimeHandler, Registry
 from .replay import ReplayApp, handle_replay, load_replay
@@ -337,6 +337,12 @@ class Gateway:
                 raise json_error(404, f"no realtime app at {request.path}")
             return await handle_http_ws(request, settings, route, pool, faults)
 
+        async def http_post_or_404(request: web.Request) -> web.StreamResponse:
+            route = self.registry.resolve(request.path)
+            if route is None or route.http is None:
+                raise json_error(404, f"no HTTP app at {request.path}")
+            return await handle_http_post(request, settings, route, pool)
+
         async def index(request: web.Request) -> web.StreamResponse:
             return web.json_response(
                 {
@@ -352,6 +358,8 @@ class Gateway:
         app.router.add_routes(self._extra_routes)
         app.router.add_get("/", index)
         app.router.add_get("/{tail:.+}", websocket_or_404)
+        # fal.run's plain HTTP endpoint for HTTP apps (what fal's server proxy forwards to).
+        app.router.add_post("/{tail:.+}", http_post_or_404)
 
         async def cleanup(_app: web.Application) -> None:
             await pool.close()

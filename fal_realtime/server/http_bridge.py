@@ -35,7 +35,7 @@ from .faults import Faults, FrameSender, drop
 from .registry import HttpApp, Registry, Route
 from .settings import Settings
 
-__all__ = ["UPSTREAMS_KEY", "UpstreamPool", "handle_http_ws"]
+__all__ = ["UPSTREAMS_KEY", "UpstreamPool", "handle_http_post", "handle_http_ws"]
 
 log = logging.getLogger("fal_realtime.server.http")
 
@@ -124,9 +124,7 @@ class UpstreamPool:
         headers = {"Content-Type": "application/json", "X-Fal-Request-Id": request_id}
         transport = None
         try:
-            async with session.post(
-                f"{base}{sub_path or '/'}", data=body, headers=headers
-            ) as resp:
+            async with session.post(f"{base}{sub_path or '/'}", data=body, headers=headers) as resp:
                 connection = resp.connection
                 transport = connection.transport if connection is not None else None
                 yield resp
@@ -318,6 +316,55 @@ def _complete_utf8_prefix(data: bytes) -> int:
             need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return end if back >= need else end - back
     return end
+
+
+async def handle_http_post(
+    request: web.Request, settings: Settings, route: Route, pool: UpstreamPool
+) -> web.StreamResponse:
+    """Answer a plain HTTP POST to an app as ``fal.run`` does: forward it, stream the answer.
+
+    Credentials as for a WebSocket (``Authorization: Key``, or ``fal_jwt_token`` in the
+    query as fal's client sends in client mode); the body is bounded by the app's limit.
+    """
+    app = route.http
+    if app is None:
+        raise json_error(404, f"no HTTP app at {request.path}")
+    verdict = settings.authenticator.check(
+        header=request.headers.get("Authorization"),
+        token=request.query.get("fal_jwt_token"),
+        alias=route.app_id.alias,
+    )
+    if verdict.subject is None:
+        raise json_error(401, f"unauthorized: {verdict.reason}")
+    if (request.content_length or 0) > app.max_body_bytes:
+        raise json_error(413, f"body exceeds {app.max_body_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > app.max_body_bytes:
+            raise json_error(413, f"body exceeds {app.max_body_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request_id = uuid.uuid4().hex
+    try:
+        async with pool.post(app, route.sub_path, body, request_id) as resp:
+            headers = {
+                k.lower(): v for k, v in resp.headers.items() if k.lower() not in _HOP_HEADERS
+            }
+            headers["x-fal-request-id"] = request_id
+            answer = web.StreamResponse(status=resp.status, headers=headers)
+            await answer.prepare(request)
+            try:
+                async for chunk in resp.content.iter_any():
+                    await answer.write(chunk)
+            except aiohttp.ClientPayloadError as exc:
+                log.warning("upstream of %s broke mid-body: %r", route.app_id, exc)
+            await answer.write_eof()
+            return answer
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        log.warning("upstream of %s unreachable: %r", route.app_id, exc)
+        raise json_error(502, f"upstream of {route.app_id.key} is not reachable") from None
 
 
 async def handle_http_ws(
