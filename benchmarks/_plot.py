@@ -56,7 +56,11 @@ def _verdicts(scenario: dict[str, Any]) -> str:
         if t["value"] is None:
             value = "n/a"
         else:
-            value = f"{t['value']:.2f}" if t["unit"] in ("x", "ms", "KiB") else f"{t['value']:g}"
+            value = (
+                f"{t['value']:.2f}"
+                if t["unit"] in ("x", "ms", "KiB", "MiB", "%")
+                else f"{t['value']:g}"
+            )
         parts.append(f"{'✓' if t['met'] else '✗'} {value} {t['op']} {t['threshold']:g}")
     return "; ".join(parts)
 

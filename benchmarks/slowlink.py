@@ -144,7 +144,7 @@ def contenders(env: Env, seconds: float) -> dict[str, Callable[[], Awaitable[Sam
 
 async def run(env: Env) -> ScenarioResult:
     opts = env.opts
-    seconds = opts.pick(3.0, 60.0)
+    seconds = opts.pick(2.0, 60.0)
     result = ScenarioResult(NAME, TITLE, dict(UNITS), primary="p99_ms", per_trial=True)
     await interleave(
         result,
@@ -165,8 +165,8 @@ async def run(env: Env) -> ScenarioResult:
             )
     window = _window(seconds)
     result.notes += [
-        f"{seconds:g} s per contender; trend = p99 of the last {window:g} s "
-        f"/ the first {window:g} s",
+        f"{seconds:g} s per contender; trend = p99 of the last {window:.3g} s "
+        f"/ the first {window:.3g} s",
         "link use = bytes the proxy forwarded upstream / min(link rate, what the sender "
         f"offers: 30 fps, or one frame per {DEFAULT_THROTTLE_S * 1e3:g} ms with the defaults)",
         "superseded_pct: camera frames that never went out (fal_realtime: superseded in the "

@@ -93,7 +93,7 @@ def contenders(env: Env, seconds: float) -> dict[str, Callable[[], Awaitable[Sam
 
 async def run(env: Env) -> ScenarioResult:
     opts = env.opts
-    seconds = opts.pick(3.0, 60.0)
+    seconds = opts.pick(2.0, 60.0)
     result = ScenarioResult(NAME, TITLE, dict(UNITS), primary="p99_ms", per_trial=True)
     await interleave(
         result, contenders(env, seconds), opts.n_rounds(1, 1), timeout_s=seconds + 60, warmup=False
@@ -111,7 +111,7 @@ async def run(env: Env) -> ScenarioResult:
     window = _window(seconds)
     result.notes += [
         f"{seconds:g} s per contender; the model answers at most "
-        f"{1 / SLOW_MODEL_S:g} results/s; trend = p99 of the last {window:g} s / the first",
+        f"{1 / SLOW_MODEL_S:g} results/s; trend = p99 of the last {window:.3g} s / the first",
         "superseded_pct: camera frames that never went out (see slowlink); inputs the "
         "server dropped (max_buffering) show as results below what was sent",
     ]
