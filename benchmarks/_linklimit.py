@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any
 
 __all__ = ["LinkLimiter", "TokenBucket"]
 
@@ -199,8 +201,8 @@ class LinkLimiter:
 
     # -- forwarding --------------------------------------------------------------------
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
