@@ -250,7 +250,9 @@ class LinkLimiter:
         with contextlib.suppress(OSError):
             while True:
                 # Tokens first, then read no more than they cover: what the link has
-                # not taken stays in the client's socket, not in this proxy.
+                # not taken stays in the client's socket, not in this proxy. (Tokens
+                # held while a quiet client is awaited add at most one chunk to the
+                # burst after the quiet spell.)
                 allowed = await self.bucket.take(self.chunk_bytes)
                 data = await loop.sock_recv(source, allowed)
                 self.bucket.give_back(allowed - len(data))

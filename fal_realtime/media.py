@@ -54,7 +54,8 @@ def encode_jpeg(image: Any, *, quality: int = 80) -> bytes:
     Args:
         image: a ``PIL.Image.Image``, or an array with ``__array_interface__`` (numpy):
             ``H x W`` (grey) or ``H x W x 3`` (RGB) ``uint8``; an alpha channel or a
-            palette is dropped (JPEG has neither).
+            palette is dropped (JPEG has neither). OpenCV's frames are BGR: convert
+            them first (``frame[..., ::-1]``).
         quality: JPEG quality, 1..95 (Pillow's scale; 75-85 is what cameras use).
 
     Returns:
