@@ -37,6 +37,10 @@ SCENARIOS = (
     "reconnect",
     "capacity",
     "coldstart",
+    # issue 19: camera frames on a slow link, to a slow model, and many streams at once
+    "slowlink",
+    "slowmodel",
+    "media",
 )
 
 

@@ -120,7 +120,7 @@ class Target:
         unit = "" if self.unit == "x" else f" {self.unit}"
         shown = (
             f"{self.value:.2f}{unit}"
-            if self.unit in ("x", "ms", "KiB")
+            if self.unit in ("x", "ms", "KiB", "MiB", "%")
             else f"{self.value:g}{unit}"
         )
         spread = f" (±{self.spread / 2:.0%})" if self.spread else ""
@@ -354,7 +354,7 @@ def summary_rows(results: Iterable[ScenarioResult]) -> list[tuple[str, str, str,
                 f"{t.value:.3f}"
                 if t.unit == "x"
                 else f"{t.value:.2f}"
-                if t.unit in ("ms", "KiB")
+                if t.unit in ("ms", "KiB", "MiB", "%")
                 else f"{t.value:g}"
             )
             value = "n/a" if math.isnan(t.value) else f"{shown}{unit}{spread}"

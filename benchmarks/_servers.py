@@ -17,7 +17,10 @@ cost is what the ratios compare) and their memory out of the client's RSS.
 *gateway* is the project's :class:`~fal_realtime.server.Gateway` (``auth=False``)
 with the demo apps, ``bench/up`` (HTTP over WebSockets to the upstream),
 ``bench/clock`` (realtime: answers ``{"t": arrival time}`` in the gateway's
-``loop.time()``), and two control routes: ``POST /_bench/faults`` (``{"app", "spec"}``
+``loop.time()``), ``bench/stamp``, ``bench/slow`` and ``bench/media`` (the media
+scenarios' apps: each answers an input's capture time, the slow one after
+``SLOW_MODEL_S``, the media one with the frame back as an image), and two control
+routes: ``POST /_bench/faults`` (``{"app", "spec"}``
 -> :meth:`Gateway.set_faults`) and ``GET /_bench/rss`` (the child's RSS in bytes).
 It runs with no per-key connection cap and asks for an open-files limit of
 ``GATEWAY_FDS`` (capped by the hard limit): the scale scenario holds 10,000 sockets.
@@ -61,6 +64,8 @@ STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 #: The open-files limit the gateway child asks for (capped by the hard limit).
 GATEWAY_FDS = 65536
+#: How long ``bench/slow`` (the slowmodel scenario's model) takes per input.
+SLOW_MODEL_S = 0.080
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -223,6 +228,23 @@ async def _serve_gateway(upstream: str, tls_pem: str | None) -> dict[str, Any]:
     @gateway.realtime("bench/clock")
     async def clock(_input: Any) -> dict[str, Any]:
         return {"t": loop.time()}
+
+    # The media scenarios' apps (benchmarks/_camera.py): each answers an input with its
+    # capture time "t"; bench/slow is a model taking 80 ms per input, bench/media
+    # sends the frame back as an image.
+    @gateway.realtime("bench/stamp")
+    async def stamp(value: dict[str, Any]) -> dict[str, Any]:
+        return {"t": value.get("t"), "seq": value.get("seq")}
+
+    @gateway.realtime("bench/slow")
+    async def slow(value: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(SLOW_MODEL_S)
+        return {"t": value.get("t"), "seq": value.get("seq")}
+
+    @gateway.realtime("bench/media")
+    async def media(value: dict[str, Any]) -> dict[str, Any]:
+        image = {"content": value.get("image_bytes"), "content_type": "image/jpeg"}
+        return {"images": [image], "t": value.get("t"), "seq": value.get("seq")}
 
     async def faults(request: web.Request) -> web.Response:
         body = await request.json()

@@ -1,7 +1,8 @@
 """fal_realtime: an asyncio client for fal.ai's realtime and HTTP-over-WebSocket APIs.
 
 The local gateway lives in :mod:`fal_realtime.server`; the command line in
-``fal-realtime`` (:mod:`fal_realtime.cli`).
+``fal-realtime`` (:mod:`fal_realtime.cli`); helpers for camera frames and result
+images in :mod:`fal_realtime.media`.
 """
 
 from ._policy import ReconnectPolicy, set_testing
