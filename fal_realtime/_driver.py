@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from ._aiohttp_private import FrameTap
 from ._cycles import release_socket
 from ._dispatch import Callbacks, Dispatcher
 from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
@@ -50,7 +51,6 @@ from ._protocol.session import (
 )
 from ._reading import Reading
 from ._stats import RealtimeStats
-from ._tap import FrameTap
 from ._transport import (
     SessionLease,
     close_quietly,

@@ -2,7 +2,7 @@
 
 A mixin of :class:`~fal_realtime._driver.Driver` (it uses the driver's state): what
 the server sent with its handshake is read before the socket counts as open; after
-that, data frames are taken as aiohttp parses them (:mod:`fal_realtime._tap`) and
+that, data frames are taken as aiohttp parses them (:mod:`fal_realtime._aiohttp_private`) and
 handed to the session machine and the dispatcher, and the driver's task reads
 everything else (pings, close frames, the end of the stream).
 """
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from ._aiohttp_private import FrameTap, frame_tap, receive_now
 from ._dispatch import Dispatcher
 from ._keepalive import KeepAlive
 from ._options import RealtimeOptions
@@ -23,8 +24,7 @@ from ._protocol.codecs import Codec
 from ._protocol.realtime import Frame, FrameKind, classify, plain_result
 from ._protocol.session import Action, OpenSocket, RealtimeSession, RetryAfter
 from ._stats import RealtimeStats
-from ._tap import FrameTap, frame_tap
-from ._transport import receive_now, socket_end
+from ._transport import socket_end
 
 __all__ = ["Reading"]
 
@@ -81,7 +81,7 @@ class Reading:
             self._ws = ws
             if self._outbox:
                 self._start_writer()
-        # Data frames are taken as aiohttp parses them (see _tap.py); the task reads the
+        # Data frames are taken as aiohttp parses them (see _aiohttp_private.py); the task reads the
         # rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
         self._tap = tap = frame_tap(ws, on_data)
         # The receive() the handshake read began (its first message comes through it).

@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
-from fal_realtime import ConnectionState, _reading, _tap
+from fal_realtime import ConnectionState, _reading
+from fal_realtime import _aiohttp_private as _tap
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.proxy import FaultProxy
 
