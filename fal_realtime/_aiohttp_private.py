@@ -197,30 +197,30 @@ class FrameTap:
     async def next(self) -> aiohttp.WSMessage:
         """Return the next message that is not a data frame; data frames go to ``on_data``.
 
-        Once the tap has fallen back, return every message, data frames included, as
-        ``ws.receive()`` does.
+        Once the tap has fallen back, the messages come from plain ``ws.receive()``.
         """
         loop = asyncio.get_running_loop()
         while True:
-            held = self._held
-            if held is not None:
+            msg: aiohttp.WSMessage | None = self._held
+            if msg is not None:
                 self._held = None
-                return held  # type: ignore[no-any-return]
-            if not self.tapping:
-                return await self._ws.receive()
-            if self._take():
+            elif not self.tapping or self._take():
+                if self._held is not None:
+                    continue  # _take() read a message it did not expect: that one first
                 msg = await self._ws.receive()
-                if msg.type is _BINARY or msg.type is _TEXT:
-                    self._on_data(msg)  # arrived meanwhile
-                    continue
-                return msg
-            # No local holds the future: a cancelled one keeps its CancelledError, whose
-            # traceback would hold this frame, and so the future, in a cycle.
-            self._attention = loop.create_future()
-            try:
-                await self._attention
-            finally:
-                self._attention = None
+            else:
+                # No local holds the future: a cancelled one keeps its CancelledError,
+                # whose traceback would hold this frame, and so the future, in a cycle.
+                self._attention = loop.create_future()
+                try:
+                    await self._attention
+                finally:
+                    self._attention = None
+                continue
+            if msg.type is _BINARY or msg.type is _TEXT:  # arrived meanwhile, or untapped
+                self._on_data(msg)
+                continue
+            return msg
 
     def _take(self) -> bool:
         """Take the data frames at the head of the queue; tell whether the task must read.

@@ -233,16 +233,22 @@ class _Queue:
     By default aiohttp 4.0's (``_websocket/reader_py.py`` on aiohttp master): the
     messages themselves in ``_buffer``, each carrying its size, instead of aiohttp 3's
     ``(message, size)`` pairs. ``pairs=True`` keeps aiohttp 3's entries; ``read_waits``
-    makes ``read()`` wait a loop pass even with a message buffered; ``container`` is the
-    buffer's type.
+    makes ``read()`` wait a loop pass even with a message buffered; ``read_copies`` makes
+    it return a copy of the message at the head; ``container`` is the buffer's type.
     """
 
     def __init__(
-        self, *, pairs: bool = False, read_waits: bool = False, container: type = deque
+        self,
+        *,
+        pairs: bool = False,
+        read_waits: bool = False,
+        read_copies: bool = False,
+        container: type = deque,
     ) -> None:
         self._buffer: Any = container()
         self._pairs = pairs
         self._read_waits = read_waits
+        self._read_copies = read_copies
         self._eof = False
         self._exception: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -291,7 +297,8 @@ class _Queue:
         if self._buffer:
             buffer = self._buffer
             entry = buffer.pop(0) if isinstance(buffer, list) else buffer.popleft()
-            return entry[0] if self._pairs else entry
+            msg = entry[0] if self._pairs else entry
+            return aiohttp.WSMessage(*msg) if self._read_copies else msg
         if self._exception is not None:
             raise self._exception
         raise EofStream
@@ -408,15 +415,21 @@ async def _scripted_session(
     return errors, pongs, closes
 
 
-@pytest.mark.parametrize("shape", ["aiohttp-4.0", "read-waits"])
+@pytest.mark.parametrize("shape", ["aiohttp-4.0", "read-waits", "read-copies"])
 async def test_rt_tap_6_a_queue_of_another_shape_met_while_tapping_falls_back_to_the_task(
     shape: str, monkeypatch: pytest.MonkeyPatch, fallbacks: Callable[[], list[logging.LogRecord]]
 ) -> None:
     """RT-TAP-6: aiohttp 4.0's queue met while tapping: the task reads on, nothing lost or late."""
     if not _tappable_here():
         pytest.skip("the tap applies on asyncio's own loop with aiohttp >= 3.10.11")
-    waits = shape == "read-waits"  # aiohttp 3's pairs, but a read() that does not return at once
-    taps = _record_taps(monkeypatch, lambda ws: _requeue(ws, _Queue(pairs=waits, read_waits=waits)))
+    # The others keep aiohttp 3's pairs, with a read() that does not return at once or
+    # does not return the message at the head.
+    queue = {
+        "aiohttp-4.0": _Queue(),
+        "read-waits": _Queue(pairs=True, read_waits=True),
+        "read-copies": _Queue(pairs=True, read_copies=True),
+    }[shape]
+    taps = _record_taps(monkeypatch, lambda ws: _requeue(ws, queue))
     results: list[Any] = []
     tasks: list[asyncio.Task[Any] | None] = []
     errors, pongs, closes = await _scripted_session(results, tasks)
