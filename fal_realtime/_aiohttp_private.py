@@ -18,12 +18,16 @@ The inventory: every private attribute the package reads, aiohttp's and CPython'
    by the task only).
    Works around: ``receive()`` hands each frame over by resolving a future, so a
    callback runs one event-loop pass late (see below).
-   Fails safe: the shape is checked when attaching (else no tap) and at every queue
-   entry while tapping (else the tap detaches itself mid-stream, before it takes the
-   entry); either way the task reads with plain ``await ws.receive()``, which delivers
-   the frame not understood, in order. Nothing raises inside ``data_received``; the
-   fallback is logged once at DEBUG. Tests: RT-TAP-1 (tapped with the installed
-   aiohttp), RT-TAP-6 (aiohttp 4.0's queue met while tapping), RT-TAP-7 (at attach).
+   Fails safe: when attaching, the buffer must be a deque of such pairs, ``read`` a
+   coroutine function, ``is_eof()`` and the two flags bools, and the protocol's two
+   methods its own (else no tap); while tapping, every entry must be such a pair and
+   ``read()`` must return its message at its first step (else the tap detaches itself
+   mid-stream, leaving the entry in place, or handing over what ``read()`` gave). Either
+   way the task reads with plain ``await ws.receive()``, which delivers the frame not
+   understood, in order. Nothing raises inside ``data_received``; each cause of a
+   fallback is logged once per process, at DEBUG. Tests: RT-TAP-1 (a live socket is
+   tapped with the installed aiohttp), RT-TAP-6 (aiohttp 4.0's queue, and ``read()``s
+   that wait or return another object, met while tapping), RT-TAP-7 (when attaching).
 2. :func:`receive_now`: no private attribute, but ``ws.receive()``'s coroutine is stepped
    by hand (``send(None)``), relying on it to return at its first step when a message is
    buffered.

@@ -325,9 +325,13 @@ class _Requeue:
         source, target = self._source, self._target
         while source._buffer:
             reading = source.read()
-            with pytest.raises(StopIteration) as done:  # buffered: read() returns at once
+            try:
                 reading.send(None)
-            target.feed_data(done.value.value, 0)
+            except StopIteration as done:  # buffered: read() returns at once
+                target.feed_data(done.value, 0)
+            else:
+                reading.close()
+                raise AssertionError("aiohttp's queue waited with a message buffered")
         if source.is_eof() and not target.is_eof():
             error = source.exception()
             if error is None:
