@@ -423,7 +423,7 @@ async def _scripted_session(
 async def test_rt_tap_6_a_queue_of_another_shape_met_while_tapping_falls_back_to_the_task(
     shape: str, monkeypatch: pytest.MonkeyPatch, fallbacks: Callable[[], list[logging.LogRecord]]
 ) -> None:
-    """RT-TAP-6: aiohttp 4.0's queue met while tapping: the task reads on, nothing lost or late."""
+    """RT-TAP-6: aiohttp 4.0's queue met while tapping: the task reads on, every result in order."""
     if not _tappable_here():
         pytest.skip("the tap applies on asyncio's own loop with aiohttp >= 3.10.11")
     # The others keep aiohttp 3's pairs, with a read() that does not return at once or
