@@ -7,7 +7,7 @@ any uplink speed. What counts as not drained, and why:
 
 - the transports' write buffers (asyncio holds what the kernel refused; under TLS the
   TLS transport's buffer and the TCP one's beneath it): always counted, and cheap to ask
-  (:func:`fal_realtime._tap.write_transports` finds them; without them, only the kernel
+  (:func:`fal_realtime._aiohttp_private.write_transports` finds them; without them, only the kernel
   is asked);
 - the kernel's unsent bytes (written, not yet sent on the wire; bytes in flight are the
   network's and are not counted, or a link would idle a round trip per frame): Linux
@@ -35,7 +35,7 @@ except ImportError:  # Windows: no ioctl; the transports' buffers still count
 
 import aiohttp
 
-from ._tap import write_transports
+from ._aiohttp_private import write_transports
 
 __all__ = ["NOTSENT_LOWAT", "Backlog"]
 

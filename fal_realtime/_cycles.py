@@ -14,10 +14,11 @@ counting frees each socket the moment its owner lets go. Where they come from:
   each release (3.11–3.13: a pong-timeout handle; on Python 3.12+ an eagerly started ping
   task). The clients do not use it: they run their own keep-alive (``_keepalive.py``).
   The gateway's server sockets still do; for them the protocol's data callback is
-  dropped (a private attribute, the one left here).
+  dropped (a private attribute, reached through :mod:`._aiohttp_private`).
 - CPython's socket transport keeps bound methods of itself: on 3.11 always; on 3.12 and
   3.13 after ``abort()``, which is how a lost connection ends (``close()`` clears them).
-  :func:`release_transport` clears them (private attributes, this module only).
+  :func:`release_transport` clears them (CPython's private attributes, listed in the
+  inventory of :mod:`._aiohttp_private`).
 - A cancelled task keeps its ``CancelledError``, whose traceback holds the frames of the
   method it ran, whose ``self`` often holds the task: :func:`stop_task` lets go of it.
 
@@ -33,6 +34,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+
+from ._aiohttp_private import drop_heartbeat_callback, socket_transport
 
 __all__ = ["release_socket", "release_transport", "serving_socket", "stop_task"]
 
@@ -57,11 +60,9 @@ def release_socket(ws: Any) -> None:
         error.__traceback__ = None
         error = error.__cause__ or error.__context__
     # The server-side heartbeat's callback hangs off the request's protocol (the
-    # clients use no aiohttp heartbeat). A protocol is also a queue: compare with None.
-    protocol = getattr(getattr(ws, "_req", None), "protocol", None)
-    if protocol is not None and getattr(protocol, "_data_received_cb", None) is not None:
-        protocol._data_received_cb = None
-    release_transport(getattr(getattr(ws, "_writer", None), "transport", None))
+    # clients use no aiohttp heartbeat).
+    drop_heartbeat_callback(ws)
+    release_transport(socket_transport(ws))
 
 
 def release_transport(transport: asyncio.BaseTransport | None) -> None:

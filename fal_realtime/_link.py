@@ -1,7 +1,7 @@
 """One open realtime socket and everything that lives exactly as long as it does.
 
 A :class:`SocketLink` owns one ``aiohttp`` WebSocket: its reading (data frames taken
-as aiohttp parses them where the tap applies, :mod:`fal_realtime._tap`, else by the
+as aiohttp parses them where the tap applies, :mod:`fal_realtime._aiohttp_private`, else by the
 task), its writing (the direct path and a writer task while inputs wait their turn; with
 latest wins, nothing is handed to the socket while what it was handed before has not
 drained: :mod:`fal_realtime._backlog`),
@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import aiohttp
 
+from ._aiohttp_private import FrameTap, frame_tap, receive_now
 from ._backlog import Backlog
 from ._cycles import release_socket
 from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
@@ -36,8 +37,7 @@ from ._outbox import Outbox, Outgoing
 from ._policy import RateLimitPacer
 from ._recorder import Recorder
 from ._stats import RealtimeStats
-from ._tap import FrameTap, frame_tap
-from ._transport import close_quietly, receive_now, send_failed, socket_end
+from ._transport import close_quietly, send_failed, socket_end
 
 __all__ = ["LinkEnd", "SocketLink"]
 
@@ -260,7 +260,7 @@ class SocketLink:
             else:
                 return socket_end(got, ws)
         on_ready()
-        # Data frames are taken as aiohttp parses them (see _tap.py); the task reads the
+        # Data frames are taken as aiohttp parses them (see _aiohttp_private.py); the task reads the
         # rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
         self._tap = tap = None if self._closing else frame_tap(ws, on_data)
         # The receive() the handshake read began (its first message comes through it).

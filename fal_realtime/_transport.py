@@ -18,6 +18,9 @@ fetch reach aiohttp only through here, so aiohttp's and the OS's exceptions beco
 Whether an error is worth another attempt is
 :func:`fal_realtime._protocol.session.retryable`, a pure function of the error.
 
+Only aiohttp's public API is used here; its private state is reached in
+:mod:`._aiohttp_private` alone (the inventory is its docstring).
+
 Sessions: connections on one event loop share one ``aiohttp.ClientSession``, created
 on first use and closed when the last connection holding it lets go; a session the
 user passes (``session=``) is used as is and never closed here.
@@ -29,7 +32,7 @@ import asyncio
 import logging
 import ssl
 import weakref
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -55,7 +58,6 @@ __all__ = [
     "close_quietly",
     "open_socket",
     "post",
-    "receive_now",
     "send_failed",
     "shared_session",
     "socket_end",
@@ -220,49 +222,6 @@ async def close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
         await ws.close()
     except Exception as exc:
         log.debug("fal_realtime: closing a socket failed: %r", exc)
-
-
-def receive_now(
-    ws: aiohttp.ClientWebSocketResponse,
-) -> aiohttp.WSMessage | Awaitable[aiohttp.WSMessage]:
-    """Return a message the socket has already buffered, else an awaitable for the next one.
-
-    The awaitable *is* ``ws.receive()``, already started: awaiting it waits exactly as
-    ``await ws.receive()`` would. This lets the driver read what a server sent along
-    with its handshake (fal's edge refuses a token right after accepting the socket)
-    before it counts the socket open, without a fixed wait.
-    """
-    receiving = ws.receive()
-    try:
-        waiting_on = receiving.send(None)
-    except StopIteration as done:
-        message: aiohttp.WSMessage = done.value
-        return message
-    return _Started(receiving, waiting_on)
-
-
-@dataclass(slots=True)
-class _Started:
-    """A coroutine already run to its first suspension; awaiting it resumes it in place."""
-
-    coro: Any
-    waiting_on: Any
-
-    def __await__(self) -> Generator[Any, Any, aiohttp.WSMessage]:
-        coro, pending = self.coro, self.waiting_on
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:  # cancellation and the like go to the coroutine
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-                continue
-            try:
-                pending = coro.send(sent)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
 
 
 # -- one ClientSession per event loop ---------------------------------------------------

@@ -173,3 +173,31 @@ async def test_rt_media_5_a_fast_link_hands_every_frame_at_once(
         await eventually(lambda: len(results) == 10)
         assert [r["i"] for r in results] == list(range(10))
         assert conn.stats.sent == 10 and conn.stats.coalesced == 0
+
+
+@pytest.mark.parametrize("transports", ["found", "unrecognised"])
+async def test_rt_media_6_the_backlog_reads_the_transport_or_the_kernel_alone(
+    held: HeldLink, monkeypatch: pytest.MonkeyPatch, transports: str
+) -> None:
+    """RT-MEDIA-6: the socket's transport is found; unrecognised, the kernel alone bounds it."""
+    from fal_realtime import _backlog
+
+    if transports == "unrecognised":
+        monkeypatch.setattr(_backlog, "write_transports", lambda ws: ())
+    results: list[dict[str, Any]] = []
+    async with await fal_realtime.connect(
+        "test/frames", base_url=held.ws_url, key=KEY, throttle_interval=0, on_result=results.append
+    ) as conn:
+        await conn.send({"i": -1})
+        await eventually(lambda: len(results) == 1)
+        link = conn._driver.link
+        assert link is not None
+        found = _backlog.write_transports(link.ws)
+        assert len(found) == (1 if transports == "found" else 0)
+        held.hold()
+        for i in range(FRAMES):
+            await conn.send(_frame(i))
+            await asyncio.sleep(0)
+        assert conn.stats.superseded_at_link >= FRAMES - 4
+        held.release()
+        await eventually(lambda: results[-1]["i"] == FRAMES - 1)
