@@ -1,9 +1,9 @@
 """The sending half of a realtime session, shared by all four modes.
 
 A :class:`SessionWire` writes a session's frames (applying the output faults: delay,
-drop after N frames, and the simulated model time of ``inference_ms``), and ends the session exactly once: ``x-fal-error`` with the
-ending's code, then close 1000, as fal's runner ends every session; or nothing when
-the client is gone or a fault dropped the socket.
+drop after N frames; and it keeps the model busy for ``inference_ms``), and ends the
+session exactly once: ``x-fal-error`` with the ending's code, then close 1000, as fal's
+runner ends every session; or nothing when the client is gone or a fault dropped the socket.
 """
 
 from __future__ import annotations
