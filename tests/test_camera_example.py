@@ -65,8 +65,8 @@ async def test_usr_camera_2_example_runs_its_own_gateway_with_throttle_zero(
         *("--source", "synthetic"),
     )
     assert code == 0, err
-    assert "(in-process)" in out and "frames 15: sent 15, coalesced 0, results 15" in out
-    assert len(check_outputs(tmp_path)) == 15
+    assert "(in-process)" in out and "frames 15: sent " in out
+    assert check_outputs(tmp_path)[-1][2] == "14"  # the newest frame is answered
 
 
 async def test_usr_camera_3_a_missing_video_file_is_one_clear_line(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
 from ._common import report_error, wait_for_stop
+from .demo_camera import MEDIA_HINT, camera_available, demo_camera
 
 DEMO_APP = "fal-ai/flux-lora-realtime"
 DEMO_PROMPT = (
@@ -132,9 +133,13 @@ async def _demo(args: argparse.Namespace) -> int:
         try:
             await _demo_realtime(running.ws_url, key, out_dir)
             output = await _demo_http_ws(running.ws_url, key)
+            print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
+            if camera_available():
+                print(await demo_camera(running.ws_url, key), flush=True)
+            else:
+                print(f"camera    skipped: it needs Pillow ({MEDIA_HINT})", flush=True)
         except RealtimeError as exc:
             return report_error(exc)
-        print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
     return 0
 
 
