@@ -145,12 +145,13 @@ async def _demo(args: argparse.Namespace) -> int:
 
 async def _demo_web(args: argparse.Namespace) -> int:
     """Serve the web playground (gateway, demo apps and page in-process) until Ctrl-C."""
-    from ..playground import PAGE_PATH, serve_playground
+    from ..playground import CAMERA_PAGE_PATH, PAGE_PATH, serve_playground
 
     port = DEMO_WEB_PORT if args.port is None else args.port
     async with serve_playground(port=port) as running:
         print(f"fal-realtime gateway listening on {running.url} (in-process demo)", flush=True)
         print(f"playground: {running.url}{PAGE_PATH}", flush=True)
+        print(f"camera page: {running.url}{CAMERA_PAGE_PATH}", flush=True)
         print("open it in a browser and type a prompt; press Ctrl-C to stop", flush=True)
         await wait_for_stop()
     print("playground stopped", flush=True)
