@@ -80,3 +80,23 @@ async def test_usr_camera_3_a_missing_video_file_is_one_clear_line(tmp_path: Pat
     assert code == 1
     assert "Traceback" not in err and err.strip().count("\n") == 0
     assert "missing.mp4" in err
+
+
+async def test_usr_camera_4_demo_without_pillow_skips_its_camera_part(tmp_path: Path) -> None:
+    """USR-CAMERA-4: fal-realtime demo without Pillow still exits 0; the camera part says why."""
+    code, out, err = await run(
+        sys.executable,
+        "-c",
+        "import sys; sys.modules['PIL'] = None\n"  # as on a machine without Pillow
+        "from fal_realtime.cli import main\n"
+        "sys.exit(main(['demo', '--out-dir', sys.argv[1]]))",
+        str(tmp_path),
+    )
+    assert code == 0, err
+    assert "camera    skipped: it needs Pillow (pip install 'fal-realtime[media]')" in out
+    assert "fal-ai/any-llm ->" in out and (tmp_path / "fal-realtime-demo-1.png").exists()
+    # One line at start-up says the media apps need it; no traceback.
+    assert err.strip().splitlines() == [
+        "the image and video demo apps need Pillow, which is not installed: "
+        "pip install 'fal-realtime[media]'"
+    ]
