@@ -13,7 +13,9 @@ import asyncio
 import base64
 import io
 import logging
+import struct
 import sys
+import zlib
 from typing import Any
 
 import aiohttp
@@ -60,6 +62,17 @@ def camera_frame(shift: int = 0, *, size: tuple[int, int] = (160, 120), fmt: str
     out = io.BytesIO()
     image.save(out, format=fmt)
     return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """Return a PNG that claims ``width`` x ``height`` pixels and holds none (a bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(data, zlib.crc32(kind))
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def demo_input(**extra: Any) -> dict[str, Any]:
@@ -198,7 +211,11 @@ async def test_gw_media_4_text_to_image_without_an_image(
             {"image_bytes": "aGVsbG8="},
             "image_bytes must be JPEG or PNG bytes (msgpack bin), got str",
         ),
-        ({"image_bytes": camera_frame(size=(4100, 4100))}, "image is 4100x4100"),
+        (
+            {"image_bytes": camera_frame(size=(4100, 4100))},
+            "pixels this app takes: 4100x4100",
+        ),
+        ({"image_bytes": png_header(30_000, 10_000)}, "more than the 16777216 pixels"),
         ({"width": "512", "height": 512}, "width must be an integer, got str"),
         ({"width": 99_999, "height": 512}, "width must be in 16..2048"),
         ({"strength": 2}, "strength must be in 0..1"),

@@ -243,15 +243,17 @@ def _colour(digest: bytes, offset: int, low: int, span: int) -> tuple[int, int, 
 
 def _open(pil: ModuleType, data: bytes) -> Image.Image:
     """Decode JPEG or PNG ``data`` to RGB; refuse anything else and oversized images."""
+    too_large = f"image has more than the {MAX_INPUT_PIXELS} pixels this app takes"
     try:
         image = pil.Image.open(io.BytesIO(data), formats=_FORMATS)
-    except Exception:  # UnidentifiedImageError, a decompression bomb, a broken header
+    except (pil.Image.DecompressionBombError, pil.Image.DecompressionBombWarning):
+        # Pillow's own guard, past twice its MAX_IMAGE_PIXELS (its warning, when made an error)
+        raise ValueError(too_large) from None
+    except Exception:  # UnidentifiedImageError, a broken header
         raise ValueError("image is not a JPEG or PNG image") from None
     width, height = image.size
     if width * height > MAX_INPUT_PIXELS:
-        raise ValueError(
-            f"image is {width}x{height}: more than the {MAX_INPUT_PIXELS} pixels this app takes"
-        )
+        raise ValueError(f"{too_large}: {width}x{height}")
     try:
         return image.convert("RGB")  # type: ignore[no-any-return]
     except Exception:  # truncated or corrupt data, found while decoding
