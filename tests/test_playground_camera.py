@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import os
 import re
 import shutil
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
+from PIL import Image
+
+from fal_realtime.playground import CAMERA_PAGE_PATH, serve_playground
+from fal_realtime.server import RunningGateway
 
 from .conftest import MS
 from .test_playground_browser import CHROMIUM, WAIT, WINDOW, _stop, chromium, demo_web
-from .test_playground_browser import pytestmark as pytestmark  # skipped without Chromium
+from .test_playground_browser import pytestmark as needs_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_SCREENSHOT = ROOT / "docs" / "playground-camera.png"
@@ -38,11 +45,11 @@ async def _camera_stats(page_url: str) -> dict[str, int]:
             return stats
 
 
+@needs_chromium
 async def test_usr_web_camera_1_fake_camera_frames_come_back_side_by_side(
     tmp_path: Path,
 ) -> None:
-    """USR-WEB-CAMERA-1: in Chromium, camera frames go through the relay and come back as
-    images shown beside the camera; leaving the page closes the relay; Ctrl-C exits 0."""
+    """USR-WEB-CAMERA-1: in Chromium, fake-camera frames come back as images beside it."""
     assert CHROMIUM.exists()
     async with demo_web() as (proc, _url, lines):
         url = next(m.group(1) for line in lines if (m := CAMERA_PAGE.match(line)))
@@ -102,3 +109,48 @@ async def test_usr_web_camera_1_fake_camera_frames_come_back_side_by_side(
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "playground stopped" in out
+
+
+@pytest.fixture
+async def playground() -> AsyncIterator[RunningGateway]:
+    """Serve the playground (gateway, demo apps, both pages) on a free port."""
+    async with serve_playground(port=0) as running:
+        yield running
+
+
+async def test_usr_web_camera_2_relay_answers_frames_with_jpeg_and_stats(
+    playground: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """USR-WEB-CAMERA-2: a JPEG frame comes back as the answer's JPEG; bad settings: INVALID_INPUT."""
+    async with http.get(f"{playground.url}{CAMERA_PAGE_PATH}") as response:
+        assert response.status == 200 and "getUserMedia" in await response.text()
+    ws = await http.ws_connect(f"{playground.ws_url}{CAMERA_PAGE_PATH}/ws")
+    try:
+        async with asyncio.timeout(WAIT):
+            assert (await ws.receive_json())["stats"]["sent"] == 0
+            await ws.send_str('{"prompt": "a charcoal sketch", "strength": 2}')
+            error = await ws.receive_json()
+            assert error["code"] == "INVALID_INPUT" and "strength" in error["message"]
+            await ws.send_str('{"prompt": "a charcoal sketch", "strength": 0.8}')
+            frame = io.BytesIO()
+            Image.new("RGB", (64, 48), (10, 200, 30)).save(frame, format="JPEG")
+            await ws.send_bytes(frame.getvalue())
+            answer = await ws.receive()
+            assert answer.type == aiohttp.WSMsgType.BINARY
+            with Image.open(io.BytesIO(answer.data)) as image:
+                assert image.format == "JPEG" and image.size == (64, 48)
+            stats = (await ws.receive_json())["stats"]
+            assert (stats["frames"], stats["sent"], stats["received"]) == (1, 1, 1)
+    finally:
+        await ws.close()
+
+
+async def test_usr_web_camera_3_cross_origin_sockets_are_refused(
+    playground: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """USR-WEB-CAMERA-3: only the page itself may drive the camera relay (it spends the key)."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await http.ws_connect(
+            f"{playground.ws_url}{CAMERA_PAGE_PATH}/ws", origin="http://evil.example"
+        )
+    assert info.value.status == 403
