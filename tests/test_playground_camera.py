@@ -121,7 +121,7 @@ async def playground() -> AsyncIterator[RunningGateway]:
 async def test_usr_web_camera_2_relay_answers_frames_with_jpeg_and_stats(
     playground: RunningGateway, http: aiohttp.ClientSession
 ) -> None:
-    """USR-WEB-CAMERA-2: a JPEG frame comes back as the answer's JPEG; bad settings: INVALID_INPUT."""
+    """USR-WEB-CAMERA-2: a JPEG frame comes back as the answer's JPEG; bad settings refused."""
     async with http.get(f"{playground.url}{CAMERA_PAGE_PATH}") as response:
         assert response.status == 200 and "getUserMedia" in await response.text()
     ws = await http.ws_connect(f"{playground.ws_url}{CAMERA_PAGE_PATH}/ws")
