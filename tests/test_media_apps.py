@@ -327,15 +327,18 @@ async def test_gw_media_8_simulated_inference_per_connection_and_per_app(
     gate.release.set()
     answered = [(await receive_frame(ws))[1]["request_id"] for _ in range(2)]
     assert answered == ["0", "3"]
+    # A barrier: the next answer is the next input's, so inputs 1 and 2 were dropped.
+    await send_msgpack(ws, demo_input(request_id="barrier"))
+    assert (await receive_frame(ws))[1]["request_id"] == "barrier"
     await ws.close()
     # Another connection without the flag: no simulated time.
     assert_image_result(await ask(http, running, app, demo_input()), size=(160, 120))
-    assert gate.waits == [80.0, 80.0]  # input 3 had its turn; nothing for this connection
+    assert gate.waits == [80.0] * 3  # inputs 3 and barrier had theirs; none for this connection
     # Per app, for every new connection, and a connection's own value laid over it.
     gateway.set_faults(app, "inference_ms=250")
     assert_image_result(await ask(http, running, app, demo_input()), size=(160, 120))
     await ask(http, running, app, demo_input(), query="fal_faults=inference_ms=30")
-    assert gate.waits == [80.0, 80.0, 250.0, 30.0]
+    assert gate.waits == [80.0, 80.0, 80.0, 250.0, 30.0]
 
 
 async def test_gw_media_9_this_client_sends_bytes_and_gets_bytes(running: RunningGateway) -> None:
