@@ -16,6 +16,7 @@ import logging
 import struct
 import sys
 import zlib
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -42,6 +43,7 @@ from .gateway_tools import (
 from .stream_tools import Seen, streaming_connect
 from .test_interop_fal_client import ca, fal_async, tls_gateway  # noqa: F401 (fixtures)
 
+DATA = Path(__file__).resolve().parent / "data"
 #: The keys and types of an image result (fal's demos read ``images[0].content``).
 RESULT_TYPES = {
     "images": list,
@@ -429,3 +431,25 @@ async def test_gw_media_13_frames_are_msgpack_bin_on_the_wire(
     at = msg.data.find(content)
     header = msg.data[at - 5 : at] if len(content) >= 65536 else msg.data[at - 3 : at]
     assert header[0] in (0xC5, 0xC6)
+
+
+@pytest.mark.parametrize("app", list(I2I_APPS))
+async def test_gw_media_14_the_bytes_fal_js_client_sends_are_answered(
+    running: RunningGateway, http: aiohttp.ClientSession, app: str
+) -> None:
+    """GW-MEDIA-14: the camera-demo input as fal's JS client encodes it, verbatim, is answered."""
+    # Recorded with @msgpack/msgpack 3.1.3, the encoder of @fal-ai/client 1.10.1
+    # (tests/data/record_fal_js_camera_input.mjs): Uint8Array -> bin, 0.6 -> float 64.
+    recorded = (DATA / "fal_js_camera_input.msgpack").read_bytes()
+    value = ormsgpack.unpackb(recorded)
+    assert isinstance(value["image_bytes"], bytes) and isinstance(value["strength"], float)
+    ws = await open_realtime(http, running, app)
+    try:
+        await ws.send_bytes(recorded)
+        kind, result = await receive_frame(ws)
+    finally:
+        await ws.close()
+    assert kind == "binary"
+    content = assert_image_result(result, size=(160, 120))
+    # The same input sent by a Python client gets the same image.
+    assert (await ask(http, running, app, value))["images"][0]["content"] == content
