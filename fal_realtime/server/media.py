@@ -75,7 +75,8 @@ __all__ = [
 
 log = logging.getLogger("fal_realtime.server.media")
 
-#: The image apps, each with its default ``num_inference_steps`` (fal's defaults).
+#: The image apps, each with the ``num_inference_steps`` it echoes when none is given (few
+#: steps, as these turbo and LCM models take; not checked against fal's own defaults).
 I2I_APPS: Mapping[str, int] = {
     "fal-ai/fast-turbo-diffusion/image-to-image": 2,
     "fal-ai/fast-lcm-diffusion/image-to-image": 4,
