@@ -168,7 +168,7 @@ def test_gw_cli_4_bad_arguments_fail_with_one_line_on_stderr(args: list[str], me
 
 
 def test_gw_cli_5_demo_runs_both_protocols_and_saves_a_png(tmp_path: Path) -> None:
-    """GW-CLI-5: fal-realtime demo saves a PNG and prints an any-llm answer, exit 0."""
+    """GW-CLI-5: fal-realtime demo saves a PNG, prints an any-llm answer and a camera line."""
     done = subprocess.run(
         [sys.executable, "-m", "fal_realtime", "demo", "--out-dir", str(tmp_path)],
         capture_output=True,
@@ -181,8 +181,18 @@ def test_gw_cli_5_demo_runs_both_protocols_and_saves_a_png(tmp_path: Path) -> No
     png = tmp_path / "fal-realtime-demo-1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fal-ai/any-llm ->" in done.stdout
-    answer = done.stdout.split("fal-ai/any-llm ->", 1)[1].strip()
+    answer = done.stdout.split("fal-ai/any-llm ->", 1)[1].splitlines()[0].strip()
     assert len(answer.split()) == 12
+    # The camera part: synthetic frames at 30 fps through an image-to-image app.
+    camera = re.search(
+        r"camera    fal-ai/fast-turbo-diffusion/image-to-image: 60 frames at 30 fps -> "
+        r"sent (\d+), coalesced (\d+), results (\d+), p50 latency \d+ ms",
+        done.stdout,
+    )
+    assert camera is not None, done.stdout
+    sent, coalesced, results = map(int, camera.groups())
+    # Latest wins: frames that waited were superseded; the server may drop pending ones too.
+    assert 1 <= results <= sent <= 60 and coalesced <= 60 - sent
 
 
 async def test_gw_cli_6_serve_replays_a_recording(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from fal_realtime.server.demo import (
 )
 from fal_realtime.server.demo_streams import live_caption, summarize
 from fal_realtime.server.llm import answer, stream_outputs
+from fal_realtime.server.media import I2I_APPS, VIDEO_APPS, ImageToImage, VideoPreview
 
 MS = 0.001
 PROMPT = "What is the meaning of life? Respond in 9 words"
@@ -278,9 +279,13 @@ class RecordingGateway:
 
 
 def test_register_demo_apps_wires_every_app() -> None:
-    """Register echo, flux and any-llm for both protocols; summarize and live-caption."""
+    """Register echo, flux and any-llm for both protocols; the streams; the media apps."""
     gateway = RecordingGateway()
     register_demo_apps(cast(Any, gateway), stream_delay_s=0.01)
+    for app in I2I_APPS:
+        assert isinstance(gateway.realtime_apps.pop(app), ImageToImage)
+    for app in VIDEO_APPS:
+        assert isinstance(gateway.realtime_apps.pop(app), VideoPreview)
     any_llm = gateway.realtime_apps.pop("fal-ai/any-llm")
     assert any_llm.__name__ == "any_llm"
     assert gateway.realtime_apps == {

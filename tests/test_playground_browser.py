@@ -135,8 +135,8 @@ async def demo_web() -> AsyncIterator[tuple[asyncio.subprocess.Process, str, lis
 
 
 @contextlib.asynccontextmanager
-async def chromium(url: str, profile: Path) -> AsyncIterator[DevTools]:
-    """Open ``url`` in headless Chromium; yield a DevTools client for its page."""
+async def chromium(url: str, profile: Path, *extra_args: str) -> AsyncIterator[DevTools]:
+    """Open ``url`` in headless Chromium (with ``extra_args``); yield a DevTools client."""
     proc = await asyncio.create_subprocess_exec(
         str(CHROMIUM),
         "--headless",
@@ -153,6 +153,7 @@ async def chromium(url: str, profile: Path) -> AsyncIterator[DevTools]:
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
         f"--user-data-dir={profile}",
         "--remote-debugging-port=0",
+        *extra_args,
         url,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

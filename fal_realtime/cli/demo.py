@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
 from ._common import report_error, wait_for_stop
+from .demo_camera import MEDIA_HINT, camera_available, demo_camera
 
 DEMO_APP = "fal-ai/flux-lora-realtime"
 DEMO_PROMPT = (
@@ -132,20 +133,25 @@ async def _demo(args: argparse.Namespace) -> int:
         try:
             await _demo_realtime(running.ws_url, key, out_dir)
             output = await _demo_http_ws(running.ws_url, key)
+            print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
+            if camera_available():
+                print(await demo_camera(running.ws_url, key), flush=True)
+            else:
+                print(f"camera    skipped: it needs Pillow ({MEDIA_HINT})", flush=True)
         except RealtimeError as exc:
             return report_error(exc)
-        print(f"http-ws   fal-ai/any-llm -> {output}", flush=True)
     return 0
 
 
 async def _demo_web(args: argparse.Namespace) -> int:
     """Serve the web playground (gateway, demo apps and page in-process) until Ctrl-C."""
-    from ..playground import PAGE_PATH, serve_playground
+    from ..playground import CAMERA_PAGE_PATH, PAGE_PATH, serve_playground
 
     port = DEMO_WEB_PORT if args.port is None else args.port
     async with serve_playground(port=port) as running:
         print(f"fal-realtime gateway listening on {running.url} (in-process demo)", flush=True)
         print(f"playground: {running.url}{PAGE_PATH}", flush=True)
+        print(f"camera page: {running.url}{CAMERA_PAGE_PATH}", flush=True)
         print("open it in a browser and type a prompt; press Ctrl-C to stop", flush=True)
         await wait_for_stop()
     print("playground stopped", flush=True)

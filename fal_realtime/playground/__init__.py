@@ -38,12 +38,15 @@ from ..proxy._aio import handle_token
 from ..realtime import ConnectionState, RealtimeConnection, connect
 from ..server import Gateway, RunningGateway
 from ..server.demo import register_demo_apps
+from .camera import CAMERA_PAGE_PATH, CameraPlayground
 
 __all__ = [
+    "CAMERA_PAGE_PATH",
     "DIRECT_PATH",
     "PAGE_PATH",
     "SOCKET_PATH",
     "TOKEN_PATH",
+    "CameraPlayground",
     "Playground",
     "serve_playground",
 ]
@@ -323,10 +326,13 @@ async def serve_playground(
     register_demo_apps(gateway)
     playground = Playground(key=gateway.generated_key)
     playground.mount(gateway)
+    camera = CameraPlayground(key=gateway.generated_key)  # the camera page (.camera)
+    camera.mount(gateway)
     async with gateway.serve(host, port) as running:
-        playground.base_url = running.ws_url
+        playground.base_url = camera.base_url = running.ws_url
         try:
             yield running
         finally:
             # Before the gateway stops: tell the tabs, end their relays cleanly.
             await playground.close()
+            await camera.close()

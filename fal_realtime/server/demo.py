@@ -15,6 +15,8 @@ app                            protocol                    what it does
                                                            per frame (:mod:`.demo_streams`)
 ``fal-ai/summarize``           realtime, client streaming  one summary of all the inputs
 ``fal-ai/live-caption``        realtime, bidirectional     a caption per text chunk
+image-to-image and video apps  realtime                    JPEG bytes in and out, as fal's
+                                                           camera demos use them (:mod:`.media`)
 =============================  ==========================  ==================================
 
 Every app is built by a factory or handler here, so it can be tested without a gateway;
@@ -38,6 +40,7 @@ from aiohttp import web
 from .demo_streams import SUMMARIZE_TIMEOUT_S, any_llm_realtime, live_caption, summarize
 from .gateway import Gateway
 from .llm import answer, stream_outputs
+from .media import register_media_apps
 from .png import render_prompt_png, resolve_image_size
 
 __all__ = [
@@ -54,7 +57,7 @@ _JSON = "application/json"
 
 
 def register_demo_apps(gateway: Gateway, *, stream_delay_s: float = 0.0) -> None:
-    """Register the demo apps: echo, any-llm, flux-lora-realtime, summarize, live-caption.
+    """Register the demo apps: echo, any-llm, flux-lora-realtime, the streams, the media apps.
 
     Args:
         gateway: the gateway to host them.
@@ -69,6 +72,7 @@ def register_demo_apps(gateway: Gateway, *, stream_delay_s: float = 0.0) -> None
     gateway.realtime("fal-ai/any-llm")(any_llm_realtime(delay_s=stream_delay_s))
     gateway.realtime("fal-ai/summarize", session_timeout=SUMMARIZE_TIMEOUT_S)(summarize)
     gateway.realtime("fal-ai/live-caption")(live_caption)
+    register_media_apps(gateway)
 
 
 # -- fal-ai/echo ----------------------------------------------------------------------

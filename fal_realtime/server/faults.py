@@ -11,6 +11,7 @@ query parameter.
 | ``drop_mode=abort`` / ``close`` | abort the TCP connection (no close frame) or close cleanly |
 | ``close_code=C`` | close code to use with ``drop_mode=close`` (default 1011) |
 | ``delay_ms=D`` | delay each result by D milliseconds |
+| ``inference_ms=D`` | a slow model: D ms per input before a unary handler (or a stream) runs |
 | ``rate_limit_every=N`` | answer every Nth input with RATE_LIMITED (429 over HTTP) |
 | ``refuse_auth=1`` | refuse the connection's credentials |
 | ``reject_status=S`` | reject the WebSocket handshake with HTTP status S |
@@ -36,6 +37,7 @@ class Faults:
     drop_mode: Literal["abort", "close"] = "abort"
     close_code: int = 1011
     delay_ms: float = 0.0
+    inference_ms: float = 0.0
     rate_limit_every: int | None = None
     refuse_auth: bool = False
     reject_status: int | None = None
@@ -82,7 +84,7 @@ def parse_faults(spec: str) -> Faults:
                 if number < 0:
                     raise ValueError(value)
                 values[name] = number
-            elif name == "delay_ms":
+            elif name in ("delay_ms", "inference_ms"):
                 delay = float(value)
                 if not delay >= 0:
                     raise ValueError(value)

@@ -199,6 +199,7 @@ class _UnarySession:
                     await self._wire.rate_limited()
                     continue
                 started = time.perf_counter()
+                await self._wire.simulate_inference()
                 if self._app.shape.runs_in_thread:
                     output = await asyncio.to_thread(self._app.handler, item)
                 else:

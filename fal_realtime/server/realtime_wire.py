@@ -1,9 +1,9 @@
 """The sending half of a realtime session, shared by all four modes.
 
 A :class:`SessionWire` writes a session's frames (applying the output faults: delay,
-drop after N frames), and ends the session exactly once: ``x-fal-error`` with the
-ending's code, then close 1000, as fal's runner ends every session; or nothing when
-the client is gone or a fault dropped the socket.
+drop after N frames; and it keeps the model busy for ``inference_ms``), and ends the
+session exactly once: ``x-fal-error`` with the ending's code, then close 1000, as fal's
+runner ends every session; or nothing when the client is gone or a fault dropped the socket.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ class SessionWire:
         if not await self._sender.send(frame):
             self.end(Ending(None))
             raise SessionOver
+
+    async def simulate_inference(self) -> None:
+        """Keep the model busy for the ``inference_ms`` fault (a slow model), if set."""
+        if self.faults.inference_ms:
+            await asyncio.sleep(self.faults.inference_ms / 1000)
 
     async def emit(self, output: Any, elapsed_s: float | None = None) -> None:
         """Send one handler output; a timings frame follows when ``elapsed_s`` is given."""

@@ -170,6 +170,7 @@ class StreamingSession:
         handler: Any = self._app.handler
         shape = self._app.shape
         started = time.perf_counter()
+        await self._wire.simulate_inference()
         if shape.is_async_generator:
             result: Any = handler(value)
         elif shape.is_coroutine:
