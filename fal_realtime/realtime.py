@@ -326,7 +326,8 @@ async def connect(
         on_result: called with each result (a dict), in arrival order.
         on_error: called with each :class:`RealtimeError` (server errors, callback errors,
             the final failure).
-        on_open, on_close: called when a socket opens / closes (``on_close(code)``).
+        on_open: called when a socket opens.
+        on_close: called with the close code when a socket closes (``on_close(code)``).
         on_state_change: called with each new :class:`ConnectionState`.
         on_meta: called with ``x-fal-message`` frames (e.g. timings).
         connection_key: a live connection with this key is returned instead (its

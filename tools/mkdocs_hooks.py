@@ -1,0 +1,110 @@
+"""mkdocs hooks: pages generated at build time, so nothing is retyped.
+
+- ``<!-- generated: api fal_realtime -->`` becomes one mkdocstrings block per name in
+  ``fal_realtime.__all__`` (a new export appears in the reference by itself);
+- ``<!-- generated: performance -->`` becomes the current figures read from
+  ``docs/performance.json`` (the file ``python -m benchmarks --json`` writes).
+
+Run by ``mkdocs build`` (``hooks:`` in mkdocs.yml); also importable, for the tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PERFORMANCE_JSON = ROOT / "docs" / "performance.json"
+API_MARKER = "<!-- generated: api "
+PERFORMANCE_MARKER = "<!-- generated: performance -->"
+
+
+def api_blocks(module_name: str) -> str:
+    """Return a mkdocstrings block for each public name of ``module_name`` (its ``__all__``)."""
+    module = importlib.import_module(module_name)
+    names = [name for name in module.__all__ if name != "__version__"]
+    blocks = [f"::: {module_name}.{name}\n" for name in names]
+    if "__version__" in module.__all__:
+        blocks.append(
+            f"## `__version__` {{ #{module_name}.__version__ }}\n\n`{module_name}.__version__`: the installed version, "
+            f"`{getattr(module, '__version__')}` when this page was built (one source: "
+            "`fal_realtime/_version.py`, which pyproject.toml reads).\n"
+        )
+    return "\n".join(blocks)
+
+
+def _number(value: float | None, unit: str = "") -> str:
+    """Format a measured value for a table: 3 significant figures, thousands separated."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.3g}"
+    return f"{text} {unit}".strip() if unit and unit != "x" else (f"{text} ×" if unit else text)
+
+
+def performance_markdown(document: dict[str, Any]) -> str:
+    """Return the performance page's generated part: the run, then each scenario's figures."""
+    machine = document["machine"]
+    lines = [
+        f"Run: `{document['mode']}` mode on {machine['date_utc'][:10]}, "
+        f"{machine['implementation']} {machine['python']}, {machine['cpus']} CPUs, "
+        f"event loop `{document['loop']}`, {document['seconds']:.0f} s in all.",
+        "",
+    ]
+    met = sum(t["met"] for s in document["scenarios"] for t in s["targets"])
+    total = sum(len(s["targets"]) for s in document["scenarios"])
+    lines += [f"Targets met: **{met} of {total}**.", ""]
+    for scenario in document["scenarios"]:
+        lines += [f"### {scenario['title']}", "", f"Scenario `{scenario['name']}`.", ""]
+        if scenario["targets"]:
+            lines += ["| measure | result | target | |", "|---|---|---|---|"]
+            for t in scenario["targets"]:
+                spread = f" (±{t['spread'] / 2:.0%})" if t.get("spread") else ""
+                verdict = "met" if t["met"] else "missed"
+                value = _number(t["value"], t["unit"])
+                lines.append(
+                    f"| {t['label']} | {value}{spread} | {t['op']} "
+                    f"{_number(t['threshold'], t['unit'])} | {verdict} |"
+                )
+            lines.append("")
+        primary = scenario.get("primary")
+        units = scenario.get("units", {})
+        if primary and scenario["contenders"]:
+            metrics = list(units)
+            lines += [
+                "| contender | " + " | ".join(units[m] for m in metrics) + " |",
+                "|---|" + "---|" * len(metrics),
+            ]
+            for name, values in scenario["contenders"].items():
+                cells = []
+                for m in metrics:
+                    summary = values.get(m)
+                    median = summary.get("median") if isinstance(summary, dict) else None
+                    cells.append(_number(median))
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+        for note in scenario.get("notes", []):
+            lines.append(f"- {note}")
+        if scenario.get("notes"):
+            lines.append("")
+    return "\n".join(lines)
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Replace the generated-content markers of a page (mkdocs hook)."""
+    if PERFORMANCE_MARKER in markdown:
+        document = json.loads(PERFORMANCE_JSON.read_text(encoding="utf-8"))
+        markdown = markdown.replace(PERFORMANCE_MARKER, performance_markdown(document))
+    while API_MARKER in markdown:
+        start = markdown.index(API_MARKER)
+        end = markdown.index("-->", start)
+        module_name = markdown[start + len(API_MARKER) : end].strip()
+        markdown = markdown[:start] + api_blocks(module_name) + markdown[end + 3 :]
+    return markdown
