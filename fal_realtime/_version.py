@@ -1,3 +1,3 @@
-"""The package version: the one source (pyproject.toml reads it, `fal_realtime.__version__` is it)."""
+"""The package version, its one source: pyproject.toml reads it (dynamic version)."""
 
 __version__ = "0.1.0"

@@ -28,10 +28,11 @@ def api_blocks(module_name: str) -> str:
     names = [name for name in module.__all__ if name != "__version__"]
     blocks = [f"::: {module_name}.{name}\n" for name in names]
     if "__version__" in module.__all__:
+        version = module.__version__
         blocks.append(
-            f"## `__version__` {{ #{module_name}.__version__ }}\n\n`{module_name}.__version__`: the installed version, "
-            f"`{getattr(module, '__version__')}` when this page was built (one source: "
-            "`fal_realtime/_version.py`, which pyproject.toml reads).\n"
+            f'<h2 id="{module_name}.__version__"><code>__version__</code></h2>\n\n'
+            f"`{module_name}.__version__`: the installed version, `{version}` when this page "
+            "was built (one source: `fal_realtime/_version.py`, which pyproject.toml reads).\n"
         )
     return "\n".join(blocks)
 
