@@ -25,7 +25,10 @@ PERFORMANCE_MARKER = "<!-- generated: performance -->"
 def api_blocks(module_name: str) -> str:
     """Return a mkdocstrings block for each public name of ``module_name`` (its ``__all__``)."""
     module = importlib.import_module(module_name)
-    names = [name for name in module.__all__ if name != "__version__"]
+    names = sorted(
+        (name for name in module.__all__ if name != "__version__"),
+        key=lambda name: _reading_order(name, getattr(module, name)),
+    )
     blocks = [f"::: {module_name}.{name}\n" for name in names]
     if "__version__" in module.__all__:
         version = module.__version__
@@ -35,6 +38,23 @@ def api_blocks(module_name: str) -> str:
             "was built (one source: `fal_realtime/_version.py`, which pyproject.toml reads).\n"
         )
     return "\n".join(blocks)
+
+
+#: The entry points, first on the page.
+FIRST = ("connect", "ws", "fetch_token")
+
+
+def _reading_order(name: str, value: object) -> tuple[int, int]:
+    """Sort the reference as it is read: entry points, classes, exceptions, the rest."""
+    if name in FIRST:
+        return 0, FIRST.index(name)
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return 2, 0
+    if isinstance(value, type):
+        return 1, 0
+    if callable(value):
+        return 3, 0
+    return 4, 0
 
 
 def _number(value: float | None, unit: str = "") -> str:
@@ -48,6 +68,11 @@ def _number(value: float | None, unit: str = "") -> str:
     else:
         text = f"{value:.3g}"
     return f"{text} {unit}".strip() if unit and unit != "x" else (f"{text} ×" if unit else text)
+
+
+def _cell(text: str) -> str:
+    """Return ``text`` safe in a Markdown table cell (a ``|`` would end the cell)."""
+    return text.replace("|", "\\|")
 
 
 def performance_markdown(document: dict[str, Any]) -> str:
@@ -71,7 +96,7 @@ def performance_markdown(document: dict[str, Any]) -> str:
                 verdict = "met" if t["met"] else "missed"
                 value = _number(t["value"], t["unit"])
                 lines.append(
-                    f"| {t['label']} | {value}{spread} | {t['op']} "
+                    f"| {_cell(t['label'])} | {value}{spread} | {t['op']} "
                     f"{_number(t['threshold'], t['unit'])} | {verdict} |"
                 )
             lines.append("")
@@ -89,10 +114,10 @@ def performance_markdown(document: dict[str, Any]) -> str:
                     summary = values.get(m)
                     median = summary.get("median") if isinstance(summary, dict) else None
                     cells.append(_number(median))
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                lines.append(f"| {_cell(name)} | " + " | ".join(cells) + " |")
             lines.append("")
         for note in scenario.get("notes", []):
-            lines.append(f"- {note}")
+            lines.append(f"- {_cell(note)}")
         if scenario.get("notes"):
             lines.append("")
     return "\n".join(lines)
