@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -62,8 +62,9 @@ class Reading:
         machine = self._machine
         on_data = self._data_handler(ws, keepalive)
         # What the server sent along with its handshake is read before the socket counts
-        # as open: an immediate refusal then fails connect() itself (no fixed wait).
-        msg: aiohttp.WSMessage | None = None
+        # as open, all of it (a ping among it included): an immediate refusal then fails
+        # connect() itself (no fixed wait).
+        pings: list[bytes] = []
         while True:
             got = receive_now(ws)
             if not isinstance(got, tuple):
@@ -71,10 +72,9 @@ class Reading:
             keepalive.heard = True
             if got.type is _BINARY or got.type is _TEXT:
                 on_data(got)
-            elif got.type is _PING or got.type is _PONG:
-                msg = got  # answered below, once the socket counts as open
-                break
-            else:
+            elif got.type is _PING:
+                pings.append(got.data)  # answered below, once the socket counts as open
+            elif got.type is not _PONG:
                 return socket_end(got, ws)
         self._do(machine.confirm())
         if machine.confirmed and self._ws is None:
@@ -85,9 +85,13 @@ class Reading:
         # rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
         self._tap = tap = frame_tap(ws, on_data)
         # The receive() the handshake read began (its first message comes through it).
-        pending = None if msg is not None or isinstance(got, tuple) else got
+        pending: Awaitable[aiohttp.WSMessage] | None = got
         del got  # an idle socket's frame holds no message it has handled
+        msg: aiohttp.WSMessage | None = None
         try:
+            for data in pings:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(data)
             while True:
                 if msg is None:
                     if pending is not None:
