@@ -4,8 +4,11 @@ The local gateway lives in :mod:`fal_realtime.server`; the command line in
 ``fal-realtime`` (:mod:`fal_realtime.cli`).
 """
 
+from ._auth import TokenProvider
+from ._callbacks import OnClose, OnError, OnMeta, OnOpen, OnResult, OnStateChange
 from ._policy import ReconnectPolicy, set_testing
 from ._protocol.apps import AppId
+from ._protocol.codecs import Encoding
 from ._version import __version__
 from .errors import (
     CALLBACK_ERROR,
@@ -17,13 +20,14 @@ from .errors import (
     TIMEOUT,
     UNAUTHORIZED,
     ConnectionLostError,
+    ErrorCode,
     RealtimeError,
     RealtimeTimeoutError,
     UnauthorizedError,
     UntrustedCertificateError,
 )
 from .http_ws import HttpWsConnection, Response, ws
-from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
+from .realtime import Connecting, ConnectionState, RealtimeConnection, RealtimeStats, connect
 
 __all__ = [
     "CALLBACK_ERROR",
@@ -35,15 +39,25 @@ __all__ = [
     "TIMEOUT",
     "UNAUTHORIZED",
     "AppId",
+    "Connecting",
     "ConnectionLostError",
     "ConnectionState",
+    "Encoding",
+    "ErrorCode",
     "HttpWsConnection",
+    "OnClose",
+    "OnError",
+    "OnMeta",
+    "OnOpen",
+    "OnResult",
+    "OnStateChange",
     "RealtimeConnection",
     "RealtimeError",
     "RealtimeStats",
     "RealtimeTimeoutError",
     "ReconnectPolicy",
     "Response",
+    "TokenProvider",
     "UnauthorizedError",
     "UntrustedCertificateError",
     "__version__",

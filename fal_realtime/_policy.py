@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 import tenacity
 
 from ._compat import reset_retrying
+from ._validate import check_count, check_seconds
 
 __all__ = ["RateLimitPacer", "ReconnectPolicy", "retry_sleep", "set_testing"]
 
@@ -66,11 +67,11 @@ class ReconnectPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts is None and self.deadline_s is None:
             raise ValueError("ReconnectPolicy needs max_attempts or deadline_s (or both)")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.max_attempts is not None:
+            check_count("max_attempts", self.max_attempts, minimum=1)
+        check_seconds("deadline_s", self.deadline_s, zero_ok=False, none_ok=True)
         for name in ("initial_delay_s", "max_delay_s", "stable_after_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            check_seconds(name, getattr(self, name), zero_ok=True)
 
     def delays(self) -> Iterator[float]:
         """Yield the waits before retry 1, 2, ...: ``uniform(0, min(max, initial * 2**(n-1)))``."""
@@ -84,7 +85,12 @@ class ReconnectPolicy:
         is_retryable: Callable[[BaseException], bool],
         before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
     ) -> tenacity.AsyncRetrying:
-        """Return a fresh tenacity controller for one outage."""
+        """Return a fresh tenacity controller for one outage.
+
+        Args:
+            is_retryable: tells whether an attempt's exception is worth another attempt.
+            before_sleep: called (sync or async) before each wait, with tenacity's state.
+        """
         stop: Any = tenacity.stop_never
         if self.max_attempts is not None:
             stop = tenacity.stop_after_attempt(self.max_attempts)
@@ -125,7 +131,11 @@ class ReconnectPolicy:
 
     @classmethod
     def from_option(cls, option: bool | ReconnectPolicy | dict[str, Any]) -> ReconnectPolicy | None:
-        """Turn the ``reconnect=`` argument into a policy (None: never reconnect)."""
+        """Turn the ``reconnect=`` argument into a policy (None: never reconnect).
+
+        Args:
+            option: True (the default policy), False, a policy, or a dict of its fields.
+        """
         if option is True:
             # The policy is frozen: every connection with the defaults shares one.
             return _DEFAULT_POLICY if cls is ReconnectPolicy else cls()

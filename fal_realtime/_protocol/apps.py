@@ -51,7 +51,14 @@ Protocol = Literal["realtime", "http_ws"]
 
 @dataclass(frozen=True, slots=True)
 class AppId:
-    """A parsed fal app id: ``[namespace/]owner/alias[/path]``."""
+    """A parsed fal app id: ``[namespace/]owner/alias[/path]``.
+
+    Args:
+        owner: the app's owner (e.g. ``fal-ai``).
+        alias: the app's alias (e.g. ``flux-lora-realtime``).
+        path: what follows the alias, if anything (e.g. ``stream``).
+        namespace: ``workflows`` or ``comfy`` for an app in that namespace, else None.
+    """
 
     owner: str
     alias: str
@@ -60,7 +67,12 @@ class AppId:
 
     @classmethod
     def parse(cls, app_id: str) -> AppId:
-        """Parse ``app_id``; raise ``ValueError`` naming it and the accepted form."""
+        """Parse ``app_id``; raise ``ValueError`` naming it and the accepted form.
+
+        Args:
+            app_id: ``owner/alias[/path]``, ``workflows/owner/alias``, or the legacy
+                ``123-alias``.
+        """
         if not isinstance(app_id, str):
             raise TypeError(f"app id must be a str, not {type(app_id).__name__}")
         text = app_id.strip("/")
