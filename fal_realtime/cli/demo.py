@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
-from ._common import report_error, wait_for_stop
+from ._common import port, report_error, wait_for_stop
 
 DEMO_APP = "fal-ai/flux-lora-realtime"
 DEMO_PROMPT = (
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     demo.add_argument(
         "--port",
-        type=int,
+        type=port,
         default=None,
         help=f"with --web: the port to serve on (default {DEMO_WEB_PORT}; 0 picks a free one)",
     )
