@@ -5,8 +5,11 @@ The local gateway lives in :mod:`fal_realtime.server`; the command line in
 images in :mod:`fal_realtime.media`.
 """
 
+from ._auth import TokenProvider
+from ._callbacks import OnClose, OnError, OnMeta, OnOpen, OnResult, OnStateChange
 from ._policy import ReconnectPolicy, set_testing
 from ._protocol.apps import AppId
+from ._protocol.codecs import Encoding
 from ._version import __version__
 from .errors import (
     CALLBACK_ERROR,
@@ -18,13 +21,14 @@ from .errors import (
     TIMEOUT,
     UNAUTHORIZED,
     ConnectionLostError,
+    ErrorCode,
     RealtimeError,
     RealtimeTimeoutError,
     UnauthorizedError,
     UntrustedCertificateError,
 )
 from .http_ws import HttpWsConnection, Response, ws
-from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
+from .realtime import Connecting, ConnectionState, RealtimeConnection, RealtimeStats, connect
 from .tokens import Token, fetch_token
 
 __all__ = [
@@ -37,9 +41,18 @@ __all__ = [
     "TIMEOUT",
     "UNAUTHORIZED",
     "AppId",
+    "Connecting",
     "ConnectionLostError",
     "ConnectionState",
+    "Encoding",
+    "ErrorCode",
     "HttpWsConnection",
+    "OnClose",
+    "OnError",
+    "OnMeta",
+    "OnOpen",
+    "OnResult",
+    "OnStateChange",
     "RealtimeConnection",
     "RealtimeError",
     "RealtimeStats",
@@ -47,6 +60,7 @@ __all__ = [
     "ReconnectPolicy",
     "Response",
     "Token",
+    "TokenProvider",
     "UnauthorizedError",
     "UntrustedCertificateError",
     "__version__",
