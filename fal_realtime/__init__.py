@@ -8,8 +8,10 @@ images in :mod:`fal_realtime.media`.
 from ._auth import TokenProvider
 from ._callbacks import OnClose, OnError, OnMeta, OnOpen, OnResult, OnStateChange
 from ._policy import ReconnectPolicy, set_testing
+from ._protocol.actions import StopStrategy, WaitStrategy
 from ._protocol.apps import AppId
 from ._protocol.codecs import Encoding
+from ._protocol.http_ws import End, Start
 from ._version import __version__
 from .errors import (
     CALLBACK_ERROR,
@@ -45,6 +47,7 @@ __all__ = [
     "ConnectionLostError",
     "ConnectionState",
     "Encoding",
+    "End",
     "ErrorCode",
     "HttpWsConnection",
     "OnClose",
@@ -59,10 +62,13 @@ __all__ = [
     "RealtimeTimeoutError",
     "ReconnectPolicy",
     "Response",
+    "Start",
+    "StopStrategy",
     "Token",
     "TokenProvider",
     "UnauthorizedError",
     "UntrustedCertificateError",
+    "WaitStrategy",
     "__version__",
     "connect",
     "fetch_token",

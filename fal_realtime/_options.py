@@ -27,7 +27,7 @@ from ._recorder import Recorder
 from ._validate import check_count, check_seconds
 from .errors import UNAUTHORIZED, UnauthorizedError
 
-__all__ = ["RealtimeOptions", "retry_settings"]
+__all__ = ["RealtimeOptions", "retry_settings", "server_buffering"]
 
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
@@ -123,10 +123,6 @@ class RealtimeOptions(NamedTuple):
         check_seconds("throttle_interval", throttle_interval, zero_ok=True)
         if max_buffering is not None:
             validate_max_buffering(max_buffering)
-        elif coalesce:
-            # Latest wins at the server too: when the model is slower than the inputs, it
-            # keeps only the newest pending one (the user's own max_buffering wins).
-            max_buffering = 1
         check_count("max_frame_bytes", max_frame_bytes, minimum=1)
         check_seconds("heartbeat_s", heartbeat_s, zero_ok=False, none_ok=True)
         check_count("max_backlog", max_backlog, minimum=1)
@@ -157,7 +153,11 @@ class RealtimeOptions(NamedTuple):
         headers: Mapping[str, str] = _NO_QUERY
         if tokens is None:
             url = realtime_url(
-                parsed, base=base, path=path, max_buffering=max_buffering, extra_query=extra_query
+                parsed,
+                base=base,
+                path=path,
+                max_buffering=server_buffering(max_buffering, coalesce),
+                extra_query=extra_query,
             )
             if resolved_key:
                 headers = {"Authorization": f"Key {resolved_key}"}
@@ -213,10 +213,15 @@ class RealtimeOptions(NamedTuple):
                 self.app,
                 base=self.url_base,
                 path=self.path,
-                max_buffering=self.max_buffering,
+                max_buffering=self.server_buffering,
                 extra_query=extra_query,
             )
         return self._replace(extra_query=extra_query, url=url)
+
+    @property
+    def server_buffering(self) -> int | None:
+        """Return the ``max_buffering`` the sockets ask the server for."""
+        return server_buffering(self.max_buffering, self.coalesce)
 
     def differing(self, other: RealtimeOptions) -> list[str]:
         """Name the ``connect()`` options whose values differ between ``self`` and ``other``."""
@@ -255,6 +260,17 @@ _COMPARED = (
     ("record", "record"),
     ("extra_query", "query"),
 )
+
+
+def server_buffering(max_buffering: int | None, coalesce: bool) -> int | None:
+    """Return the ``max_buffering`` to ask the server for: the user's, else 1 when coalescing.
+
+    Latest wins at the server too: when the model is slower than the inputs, it keeps
+    only the newest pending one. Without coalescing, nothing is asked (fal's default).
+    """
+    if max_buffering is not None:
+        return max_buffering
+    return 1 if coalesce else None
 
 
 @functools.lru_cache(maxsize=64)  # policies are frozen: equal ones share their settings
