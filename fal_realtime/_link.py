@@ -159,7 +159,8 @@ class SocketLink:
 
     def interval_over(self) -> bool:
         """Tell whether the throttle interval lets the next frame go now."""
-        return not self.next_send_at or self._loop.time() >= self.next_send_at
+        next_at = self.next_send_at
+        return not next_at or self._loop.time() >= next_at
 
     def start_writer(self) -> None:
         """Start the writer while inputs wait (it ends when none do); a no-op if it runs."""

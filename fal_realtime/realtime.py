@@ -135,14 +135,15 @@ class RealtimeConnection:
         item = self._prepare(payload)
         link = self._driver.link
         outbox = self._outbox
-        if (
-            link is not None
-            and outbox.items is None
-            and link.interval_over()
-            and (not outbox.coalesce or link.drained())
-        ):
-            await link.write(item)
-            return
+        if link is not None and outbox.items is None:
+            # The direct path (its checks written out: this is the hot path): the interval
+            # is over, and with latest wins the socket has sent what it was handed.
+            next_at = link.next_send_at
+            if (not next_at or self._loop.time() >= next_at) and (
+                not outbox.coalesce or link.drained()
+            ):
+                await link.write(item)
+                return
         if outbox.coalesce:
             self._put_latest(item)
         else:
