@@ -5,8 +5,13 @@ The local gateway lives in :mod:`fal_realtime.server`; the command line in
 images in :mod:`fal_realtime.media`.
 """
 
+from ._auth import TokenProvider
+from ._callbacks import OnClose, OnError, OnMeta, OnOpen, OnResult, OnStateChange
 from ._policy import ReconnectPolicy, set_testing
+from ._protocol.actions import StopStrategy, WaitStrategy
 from ._protocol.apps import AppId
+from ._protocol.codecs import Encoding
+from ._protocol.http_ws import End, Start
 from ._version import __version__
 from .errors import (
     CALLBACK_ERROR,
@@ -18,13 +23,14 @@ from .errors import (
     TIMEOUT,
     UNAUTHORIZED,
     ConnectionLostError,
+    ErrorCode,
     RealtimeError,
     RealtimeTimeoutError,
     UnauthorizedError,
     UntrustedCertificateError,
 )
 from .http_ws import HttpWsConnection, Response, ws
-from .realtime import ConnectionState, RealtimeConnection, RealtimeStats, connect
+from .realtime import Connecting, ConnectionState, RealtimeConnection, RealtimeStats, connect
 from .tokens import Token, fetch_token
 
 __all__ = [
@@ -37,18 +43,32 @@ __all__ = [
     "TIMEOUT",
     "UNAUTHORIZED",
     "AppId",
+    "Connecting",
     "ConnectionLostError",
     "ConnectionState",
+    "Encoding",
+    "End",
+    "ErrorCode",
     "HttpWsConnection",
+    "OnClose",
+    "OnError",
+    "OnMeta",
+    "OnOpen",
+    "OnResult",
+    "OnStateChange",
     "RealtimeConnection",
     "RealtimeError",
     "RealtimeStats",
     "RealtimeTimeoutError",
     "ReconnectPolicy",
     "Response",
+    "Start",
+    "StopStrategy",
     "Token",
+    "TokenProvider",
     "UnauthorizedError",
     "UntrustedCertificateError",
+    "WaitStrategy",
     "__version__",
     "connect",
     "fetch_token",

@@ -55,10 +55,11 @@ class Backlog:
         ws: an open client socket (its low-water mark is set here).
     """
 
-    __slots__ = ("_buffer", "_fd", "_transports")
+    __slots__ = ("_buffer", "_fd", "_sizes")
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._transports = write_transports(ws)
+        # Bound once: the send path asks them for every frame.
+        self._sizes = tuple(t.get_write_buffer_size for t in write_transports(ws))
         self._fd = -1
         self._buffer = bytearray(4)
         sock: Any = ws.get_extra_info("socket")
@@ -76,7 +77,7 @@ class Backlog:
 
     def buffered(self) -> int:
         """Return the bytes the transports hold (the kernel refused them so far)."""
-        return sum(transport.get_write_buffer_size() for transport in self._transports)
+        return sum(size() for size in self._sizes)
 
     def unsent(self) -> int:
         """Return the bytes the kernel holds unsent (0 where it cannot be asked)."""
@@ -96,7 +97,7 @@ class Backlog:
             last_frame_bytes: the size of the last frame written (the kernel is asked
                 only after one larger than :data:`NOTSENT_LOWAT`).
         """
-        for transport in self._transports:
-            if transport.get_write_buffer_size():
+        for size in self._sizes:
+            if size():
                 return True
         return last_frame_bytes > NOTSENT_LOWAT and self.unsent() > 0

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, Generic, TypeVar
 
+from ._callbacks import OnClose, OnError, OnMeta, OnOpen, OnResult, OnStateChange
 from ._compat import eager_task
 from .errors import CALLBACK_ERROR, RealtimeError
 
@@ -41,12 +42,12 @@ Callback = Callable[..., Any]
 class Callbacks:
     """The user's callbacks; any may be a plain function or ``async def``."""
 
-    on_result: Callback | None = None
-    on_error: Callback | None = None
-    on_open: Callback | None = None
-    on_close: Callback | None = None
-    on_state_change: Callback | None = None
-    on_meta: Callback | None = None
+    on_result: OnResult | None = None
+    on_error: OnError | None = None
+    on_open: OnOpen | None = None
+    on_close: OnClose | None = None
+    on_state_change: OnStateChange | None = None
+    on_meta: OnMeta | None = None
 
 
 class Subscription(Generic[T]):

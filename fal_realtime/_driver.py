@@ -258,7 +258,7 @@ class Driver:
                 base=options.url_base,
                 path=options.path,
                 token=token,
-                max_buffering=options.max_buffering,
+                max_buffering=options.server_buffering,
                 extra_query=options.extra_query,
             )
         assert url is not None  # options.url is set exactly when no token is used

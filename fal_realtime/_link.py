@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import aiohttp
@@ -159,7 +159,8 @@ class SocketLink:
 
     def interval_over(self) -> bool:
         """Tell whether the throttle interval lets the next frame go now."""
-        return not self.next_send_at or self._loop.time() >= self.next_send_at
+        next_at = self.next_send_at
+        return not next_at or self._loop.time() >= next_at
 
     def start_writer(self) -> None:
         """Start the writer while inputs wait (it ends when none do); a no-op if it runs."""
@@ -244,9 +245,10 @@ class SocketLink:
         on_ready: Callable[[], None],
     ) -> tuple[int | None, str]:
         ws, keepalive = self.ws, self.keepalive
-        # What the server sent along with its handshake is read first: an immediate
-        # refusal then fails connect() itself (no fixed wait).
-        msg: aiohttp.WSMessage | None = None
+        # What the server sent along with its handshake is read first, all of it (a ping
+        # among it included): an immediate refusal then fails connect() itself (no fixed
+        # wait).
+        pings: list[bytes] = []
         while True:
             got = receive_now(ws)
             if not isinstance(got, tuple):
@@ -254,19 +256,22 @@ class SocketLink:
             keepalive.heard = True
             if got.type is _BINARY or got.type is _TEXT:
                 on_data(got)
-            elif got.type is _PING or got.type is _PONG:
-                msg = got  # answered below, once the socket counts as open
-                break
-            else:
+            elif got.type is _PING:
+                pings.append(got.data)  # answered below, once the socket counts as open
+            elif got.type is not _PONG:
                 return socket_end(got, ws)
         on_ready()
-        # Data frames are taken as aiohttp parses them (see _aiohttp_private.py); the task reads the
-        # rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
+        # Data frames are taken as aiohttp parses them (see _aiohttp_private.py); the task
+        # reads the rest. Without a tap (uvloop, aiohttp < 3.10.11) the task reads everything.
         self._tap = tap = None if self._closing else frame_tap(ws, on_data)
         # The receive() the handshake read began (its first message comes through it).
-        pending = None if msg is not None or isinstance(got, tuple) else got
+        pending: Awaitable[aiohttp.WSMessage] | None = got
         del got  # an idle socket's frame holds no message it has handled
+        msg: aiohttp.WSMessage | None = None
         try:
+            for data in pings:
+                with contextlib.suppress(Exception):  # closing: the next receive says so
+                    await ws.pong(data)
             while True:
                 if msg is None:
                     if pending is not None:

@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from ._auth import MISSING_KEY_MESSAGE, TokenProvider, TokenSource, resolve_key
-from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy
 from ._protocol.apps import (
     AppId,
@@ -25,9 +24,10 @@ from ._protocol.apps import (
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.session import RetrySettings
 from ._recorder import Recorder
+from ._validate import check_count, check_seconds
 from .errors import UNAUTHORIZED, UnauthorizedError
 
-__all__ = ["RealtimeOptions", "retry_settings"]
+__all__ = ["RealtimeOptions", "retry_settings", "server_buffering"]
 
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
@@ -68,6 +68,16 @@ class RealtimeOptions(NamedTuple):
     retry: RetrySettings | None
     #: ``str(app)``, for task names.
     label: str
+    # What the user passed that the fields above hold in another form (compared by
+    # differing(); the token source and the codec are built from them).
+    use_jwt: bool = True
+    token_provider: TokenProvider | None = None
+    token_expiration: int = 120
+    encoding: Encoding = "msgpack"
+    encode_message: Callable[[Any], bytes] | None = None
+    decode_message: Callable[[bytes], Any] | None = None
+    #: ``record=PATH`` as given (the recorder is made with the connection, see with_recorder).
+    record: str | os.PathLike[str] | None = None
     #: Writes what the connection sends and receives (``record=PATH``), or None.
     recorder: Recorder | None = None
 
@@ -92,7 +102,6 @@ class RealtimeOptions(NamedTuple):
         token_provider: TokenProvider | None,
         token_expiration: int,
         use_jwt: bool,
-        query: Mapping[str, str] | None,
         path: str,
         coalesce: bool,
         max_pending: int,
@@ -111,24 +120,16 @@ class RealtimeOptions(NamedTuple):
             UnauthorizedError: no key and no token provider.
         """
         parsed = parse_app(app)
-        if not isinstance(throttle_interval, int | float) or throttle_interval < 0:
-            raise ValueError(
-                f"throttle_interval must be a number of seconds >= 0, got {throttle_interval!r}"
-            )
+        check_seconds("throttle_interval", throttle_interval, zero_ok=True)
         if max_buffering is not None:
             validate_max_buffering(max_buffering)
-        elif coalesce:
-            # Latest wins at the server too: when the model is slower than the inputs, it
-            # keeps only the newest pending one (the user's own max_buffering wins).
-            max_buffering = 1
-        if max_frame_bytes <= 0:
-            raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
-        if heartbeat_s is not None:
-            KeepAlive(heartbeat_s)  # validates it
-        if max_backlog < 1:
-            raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        check_count("max_frame_bytes", max_frame_bytes, minimum=1)
+        check_seconds("heartbeat_s", heartbeat_s, zero_ok=False, none_ok=True)
+        check_count("max_backlog", max_backlog, minimum=1)
+        check_count("max_pending", max_pending, minimum=1)
+        check_seconds("open_timeout_s", open_timeout_s, zero_ok=False)
+        check_seconds("close_timeout_s", close_timeout_s, zero_ok=True)
+        check_count("token_expiration", token_expiration, minimum=1)
         policy = ReconnectPolicy.from_option(reconnect)
         codec = make_codec(encoding, encode_message=encode_message, decode_message=decode_message)
         env = os.environ
@@ -147,12 +148,16 @@ class RealtimeOptions(NamedTuple):
                 token_expiration_s=float(token_expiration),
                 ssl_context=ssl_context,
             )
-        extra_query = MappingProxyType(dict(query)) if query else _NO_QUERY
+        extra_query = _NO_QUERY
         url: str | None = None
         headers: Mapping[str, str] = _NO_QUERY
         if tokens is None:
             url = realtime_url(
-                parsed, base=base, path=path, max_buffering=max_buffering, extra_query=extra_query
+                parsed,
+                base=base,
+                path=path,
+                max_buffering=server_buffering(max_buffering, coalesce),
+                extra_query=extra_query,
             )
             if resolved_key:
                 headers = {"Authorization": f"Key {resolved_key}"}
@@ -177,14 +182,95 @@ class RealtimeOptions(NamedTuple):
             ssl_context=ssl_context,
             connection_key=connection_key,
             session=session,
-            recorder=None
-            if record is None
-            else Recorder(record, protocol="realtime", app=app, path_option=path),
             url=url,
             headers=headers,
             retry=retry_settings(policy),
             label=str(parsed),
+            use_jwt=use_jwt,
+            token_provider=token_provider,
+            token_expiration=token_expiration,
+            encoding=encoding,
+            encode_message=encode_message,
+            decode_message=decode_message,
+            record=record,
         )
+
+    def with_recorder(self) -> RealtimeOptions:
+        """Return these options with the recorder ``record=PATH`` asks for (its file begun)."""
+        if self.record is None:
+            return self
+        recorder = Recorder(
+            self.record, protocol="realtime", app=str(self.app), path_option=self.path
+        )
+        return self._replace(recorder=recorder)
+
+    def with_query(self, query: Mapping[str, str]) -> RealtimeOptions:
+        """Return these options with ``query`` added to every socket's URL (a testing hook)."""
+        extra_query = MappingProxyType({**self.extra_query, **query})
+        url = self.url
+        if url is not None:
+            url = realtime_url(
+                self.app,
+                base=self.url_base,
+                path=self.path,
+                max_buffering=self.server_buffering,
+                extra_query=extra_query,
+            )
+        return self._replace(extra_query=extra_query, url=url)
+
+    @property
+    def server_buffering(self) -> int | None:
+        """Return the ``max_buffering`` the sockets ask the server for."""
+        return server_buffering(self.max_buffering, self.coalesce)
+
+    def differing(self, other: RealtimeOptions) -> list[str]:
+        """Name the ``connect()`` options whose values differ between ``self`` and ``other``."""
+        return [
+            option
+            for field, option in _COMPARED
+            if (mine := getattr(self, field)) is not (theirs := getattr(other, field))
+            and mine != theirs
+        ]
+
+
+# connect()'s options as the fields that hold them: (field, option). The app is compared
+# on its own; the callbacks are not compared (replacing them is what a key is for).
+_COMPARED = (
+    ("throttle_interval_s", "throttle_interval"),
+    ("coalesce", "coalesce"),
+    ("max_pending", "max_pending"),
+    ("max_backlog", "max_backlog"),
+    ("max_buffering", "max_buffering"),
+    ("path", "path"),
+    ("key", "key"),
+    ("token_provider", "token_provider"),
+    ("token_expiration", "token_expiration"),
+    ("use_jwt", "use_jwt"),
+    ("policy", "reconnect"),
+    ("encoding", "encoding"),
+    ("encode_message", "encode_message"),
+    ("decode_message", "decode_message"),
+    ("url_base", "base_url"),
+    ("heartbeat_s", "heartbeat_s"),
+    ("max_frame_bytes", "max_frame_bytes"),
+    ("open_timeout_s", "open_timeout_s"),
+    ("close_timeout_s", "close_timeout_s"),
+    ("ssl_context", "ssl_context"),
+    ("session", "session"),
+    ("record", "record"),
+    ("extra_query", "query"),
+)
+
+
+def server_buffering(max_buffering: int | None, coalesce: bool) -> int | None:
+    """Return the ``max_buffering`` to ask the server for: the user's, else 1 when coalescing.
+
+    Latest wins at the server too: when the model is slower than the inputs, it keeps
+    only the newest pending one. Without coalescing, nothing is asked (fal's default).
+    """
+    if max_buffering is not None:
+        return max_buffering
+    return 1 if coalesce else None
 
 
 @functools.lru_cache(maxsize=64)  # policies are frozen: equal ones share their settings

@@ -32,6 +32,7 @@ import tenacity
 
 from ._compat import reset_retrying
 from ._protocol.actions import StopStrategy, WaitStrategy
+from ._validate import check_count, check_seconds
 
 __all__ = [
     "RateLimitPacer",
@@ -97,18 +98,15 @@ class ReconnectPolicy:
                 raise ValueError(
                     "ReconnectPolicy needs max_attempts or deadline_s (or both), or stop="
                 )
-            if self.max_attempts is not None and (
-                isinstance(self.max_attempts, bool) or self.max_attempts < 1
-            ):
-                raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+            if self.max_attempts is not None:
+                check_count("max_attempts", self.max_attempts, minimum=1)
         elif not callable(self.stop):
             raise TypeError(f"stop must be a tenacity stop strategy, not {self.stop!r}")
         if self.wait is not None and not callable(self.wait):
             raise TypeError(f"wait must be a tenacity wait strategy, not {self.wait!r}")
-        for name in ("deadline_s", "initial_delay_s", "max_delay_s", "stable_after_s"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        check_seconds("deadline_s", self.deadline_s, zero_ok=False, none_ok=True)
+        for name in ("initial_delay_s", "max_delay_s", "stable_after_s"):
+            check_seconds(name, getattr(self, name), zero_ok=True)
 
     def stop_strategy(self) -> StopStrategy:
         """Return the tenacity stop strategy: ``stop=``, else the one the fields describe."""
@@ -127,7 +125,12 @@ class ReconnectPolicy:
         is_retryable: Callable[[BaseException], bool],
         before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None] | None] | None = None,
     ) -> tenacity.AsyncRetrying:
-        """Return a fresh tenacity controller for one outage."""
+        """Return a fresh tenacity controller for one outage.
+
+        Args:
+            is_retryable: tells whether an attempt's exception is worth another attempt.
+            before_sleep: called (sync or async) before each wait, with tenacity's state.
+        """
         return tenacity.AsyncRetrying(
             stop=self.stop_strategy(),
             wait=self.wait_strategy(),
@@ -160,7 +163,11 @@ class ReconnectPolicy:
 
     @classmethod
     def from_option(cls, option: bool | ReconnectPolicy | dict[str, Any]) -> ReconnectPolicy | None:
-        """Turn the ``reconnect=`` argument into a policy (None: never reconnect)."""
+        """Turn the ``reconnect=`` argument into a policy (None: never reconnect).
+
+        Args:
+            option: True (the default policy), False, a policy, or a dict of its fields.
+        """
         if option is True:
             # The policy is frozen: every connection with the defaults shares one.
             return _DEFAULT_POLICY if cls is ReconnectPolicy else cls()

@@ -27,5 +27,10 @@ class RealtimeStats:
     last_latency_s: float | None = None
 
     def drop(self, reason: str, count: int = 1) -> None:
-        """Count ``count`` messages dropped for ``reason``."""
+        """Count ``count`` messages dropped for ``reason``.
+
+        Args:
+            reason: why they were dropped (a key of ``dropped``).
+            count: how many.
+        """
         self.dropped[reason] = self.dropped.get(reason, 0) + count

@@ -1,7 +1,9 @@
 """The one exception family of fal_realtime.
 
 Every failure the library reports, raised or delivered to ``on_error``, is a
-:class:`RealtimeError` carrying a stable string ``code``::
+:class:`RealtimeError` carrying a stable ``code``: an :class:`ErrorCode` (a ``StrEnum``,
+so ``err.code == "RATE_LIMITED"`` holds) for the codes below, or the server's own
+string, passed through unchanged, for a code this library does not know::
 
     Exception
     └── RealtimeError                       code, message, status, body, request_id
@@ -17,6 +19,7 @@ call, before any I/O.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Final
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "TIMEOUT",
     "UNAUTHORIZED",
     "ConnectionLostError",
+    "ErrorCode",
     "RealtimeError",
     "RealtimeTimeoutError",
     "UnauthorizedError",
@@ -36,14 +40,39 @@ __all__ = [
     "error_for",
 ]
 
-CONNECTION_LOST: Final = "CONNECTION_LOST"
-RATE_LIMITED: Final = "RATE_LIMITED"
-INVALID_INPUT: Final = "INVALID_INPUT"
-UNAUTHORIZED: Final = "UNAUTHORIZED"
-TIMEOUT: Final = "TIMEOUT"
-INTERNAL_ERROR: Final = "INTERNAL_ERROR"
-DECODE_ERROR: Final = "DECODE_ERROR"
-CALLBACK_ERROR: Final = "CALLBACK_ERROR"
+
+class ErrorCode(enum.StrEnum):
+    """The codes of SPEC §4; each member *is* its string (``ErrorCode.TIMEOUT == "TIMEOUT"``)."""
+
+    #: The socket dropped or never opened (after the retries).
+    CONNECTION_LOST = "CONNECTION_LOST"
+    #: The server said so (an error code, or HTTP 429 on the token or the handshake).
+    RATE_LIMITED = "RATE_LIMITED"
+    #: The payload cannot be encoded, is too large, or the server rejects it.
+    INVALID_INPUT = "INVALID_INPUT"
+    #: No key, a bad key, or a refused token.
+    UNAUTHORIZED = "UNAUTHORIZED"
+    #: A bounded wait ran out.
+    TIMEOUT = "TIMEOUT"
+    #: A server-side failure.
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    #: A frame that cannot be decoded.
+    DECODE_ERROR = "DECODE_ERROR"
+    #: A user callback raised.
+    CALLBACK_ERROR = "CALLBACK_ERROR"
+
+
+# The names these codes had before ErrorCode: aliases of its members.
+CONNECTION_LOST: Final = ErrorCode.CONNECTION_LOST
+RATE_LIMITED: Final = ErrorCode.RATE_LIMITED
+INVALID_INPUT: Final = ErrorCode.INVALID_INPUT
+UNAUTHORIZED: Final = ErrorCode.UNAUTHORIZED
+TIMEOUT: Final = ErrorCode.TIMEOUT
+INTERNAL_ERROR: Final = ErrorCode.INTERNAL_ERROR
+DECODE_ERROR: Final = ErrorCode.DECODE_ERROR
+CALLBACK_ERROR: Final = ErrorCode.CALLBACK_ERROR
+
+_KNOWN: Final[dict[str, ErrorCode]] = {code.value: code for code in ErrorCode}
 
 
 class RealtimeError(Exception):
@@ -52,9 +81,17 @@ class RealtimeError(Exception):
     ``str(err)`` is ``"CODE: message"``; the server's ``reason`` text is kept in
     the message when there is one. ``status``, ``body`` and ``request_id`` are
     set when the failure came with an HTTP-like answer.
+
+    Args:
+        code: an :class:`ErrorCode` or its string (kept as the member), or a server's
+            own code (kept as the string it is).
+        message: what went wrong, for a person.
+        status: the HTTP status, when the failure came with one.
+        body: the answer's body, when there was one.
+        request_id: the request's id, when the server gave one.
     """
 
-    code: str
+    code: ErrorCode | str
     message: str
     status: int | None
     body: Any
@@ -69,6 +106,7 @@ class RealtimeError(Exception):
         body: Any = None,
         request_id: str | None = None,
     ) -> None:
+        code = _KNOWN.get(code, code)
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -78,7 +116,7 @@ class RealtimeError(Exception):
 
     def __repr__(self) -> str:
         extra = f", status={self.status}" if self.status is not None else ""
-        return f"{type(self).__name__}({self.code!r}, {self.message!r}{extra})"
+        return f"{type(self).__name__}({str(self.code)!r}, {self.message!r}{extra})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -89,7 +127,7 @@ class RealtimeError(Exception):
 
 def _rebuild(
     cls: type[RealtimeError],
-    code: str,
+    code: ErrorCode | str,
     message: str,
     status: int | None,
     body: Any,

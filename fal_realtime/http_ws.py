@@ -33,7 +33,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
 from ._http_ws_parts import Response, Responses, Socket, error_for_status
-from ._keepalive import KeepAlive
 from ._policy import ReconnectPolicy
 from ._protocol.apps import AppId, http_ws_url, redact_url, resolve_base
 from ._protocol.http_ws import End, Start
@@ -41,6 +40,7 @@ from ._protocol.session import retryable
 from ._protocol.sse import SSEParser
 from ._recorder import Recorder
 from ._transport import DEFAULT_MAX_FRAME_BYTES, SessionLease, open_socket, send_failed
+from ._validate import check_count, check_seconds
 from .errors import (
     CONNECTION_LOST,
     INVALID_INPUT,
@@ -145,6 +145,9 @@ class HttpWsConnection:
     async def send(self, payload: Any) -> None:
         """Send one request: ``payload`` as a JSON text frame.
 
+        Args:
+            payload: the request body, any JSON value.
+
         Raises:
             TypeError: ``payload`` cannot be encoded as JSON (nothing is sent).
             RealtimeError: ``INVALID_INPUT`` when it is over ``max_frame_bytes``;
@@ -188,7 +191,11 @@ class HttpWsConnection:
         return body
 
     async def request(self, payload: Any) -> Response:
-        """Send ``payload`` and return its whole :class:`Response` (no raise on 4xx/5xx)."""
+        """Send ``payload`` and return its whole :class:`Response` (no raise on 4xx/5xx).
+
+        Args:
+            payload: the request body, any JSON value (sent as one text frame).
+        """
         async with self._request_lock:
             sent = time.perf_counter()
             await self.send(payload)
@@ -339,6 +346,9 @@ def ws(
         reconnect: how opening a socket is retried (never a request): True, False, a
             :class:`ReconnectPolicy` or its fields.
         max_frame_bytes: the largest frame sent or accepted (default 64 MiB).
+        open_timeout_s: the longest one socket may take to open.
+        heartbeat_s: WebSocket ping interval; a missed pong is a lost connection
+            (None: no pings).
         ssl_context: TLS context for ``wss://`` (verification stays on by default).
         session: an ``aiohttp.ClientSession`` to use (never closed here); by default the
             connections of one event loop share one, closed with the last of them.
@@ -354,10 +364,9 @@ def ws(
     resolved = resolve_key(key, env)
     if not resolved:
         raise UnauthorizedError(UNAUTHORIZED, MISSING_KEY_MESSAGE)
-    if max_frame_bytes <= 0:
-        raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
-    if heartbeat_s is not None:
-        KeepAlive(heartbeat_s)  # validates it
+    check_count("max_frame_bytes", max_frame_bytes, minimum=1)
+    check_seconds("open_timeout_s", open_timeout_s, zero_ok=False)
+    check_seconds("heartbeat_s", heartbeat_s, zero_ok=False, none_ok=True)
     return HttpWsConnection(
         parsed,
         path=path,

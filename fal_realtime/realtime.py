@@ -17,14 +17,15 @@ import functools
 import os
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ._auth import TokenProvider
+from ._callbacks import OnClose, OnError, OnMeta, OnOpen, OnResult, OnStateChange
 from ._compat import eager_task
-from ._dispatch import Callback, Callbacks
+from ._dispatch import Callbacks
 from ._driver import Driver
 from ._options import RealtimeOptions
 from ._outbox import Outbox, Outgoing
@@ -35,7 +36,7 @@ from ._stats import RealtimeStats
 from ._transport import DEFAULT_MAX_FRAME_BYTES
 from .errors import CONNECTION_LOST, INVALID_INPUT, ConnectionLostError, RealtimeError, error_for
 
-__all__ = ["ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]
+__all__ = ["Connecting", "ConnectionState", "RealtimeConnection", "RealtimeStats", "connect"]
 
 
 class RealtimeConnection:
@@ -123,7 +124,7 @@ class RealtimeConnection:
         the queue is full. A dormant connection reconnects.
 
         Args:
-            payload: the input, a map (e.g. a dict); encoded at once.
+            payload: the input, a map (e.g. ``{"prompt": "..."}``); msgpack by default.
 
         Raises:
             TypeError: ``payload`` is not a map.
@@ -134,14 +135,15 @@ class RealtimeConnection:
         item = self._prepare(payload)
         link = self._driver.link
         outbox = self._outbox
-        if (
-            link is not None
-            and outbox.items is None
-            and link.interval_over()
-            and (not outbox.coalesce or link.drained())
-        ):
-            await link.write(item)
-            return
+        if link is not None and outbox.items is None:
+            # The direct path (its checks written out: this is the hot path): the interval
+            # is over, and with latest wins the socket has sent what it was handed.
+            next_at = link.next_send_at
+            if (not next_at or self._loop.time() >= next_at) and (
+                not outbox.coalesce or link.drained()
+            ):
+                await link.write(item)
+                return
         if outbox.coalesce:
             self._put_latest(item)
         else:
@@ -153,7 +155,7 @@ class RealtimeConnection:
         """Queue ``payload`` without waiting; raise ``asyncio.QueueFull`` when the queue is full.
 
         Args:
-            payload: the input, a map (e.g. a dict); encoded at once.
+            payload: the input, a map (encoded as ``send`` encodes it).
         """
         item = self._prepare(payload)
         if self._outbox.coalesce:
@@ -284,15 +286,109 @@ _registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Realti
 )
 
 
-async def connect(
+class Connecting:
+    """A connection being opened: ``await`` it, or use it with ``async with``.
+
+    Made by :func:`connect`, which has checked the arguments already; nothing is
+    opened (no coroutine even exists) until it is awaited or entered::
+
+        conn = await fal_realtime.connect(app, on_result=...)   # close it yourself
+        async with fal_realtime.connect(app, on_result=...) as conn:
+            ...                                                   # closed on exit
+
+    Each ``await`` opens (or, with a live ``connection_key``, finds) a connection.
+    """
+
+    __slots__ = ("_callbacks", "_conn", "_lazy", "_options")
+
+    def __init__(self, options: RealtimeOptions, callbacks: Callbacks, *, lazy: bool) -> None:
+        self._options = options
+        self._callbacks = callbacks
+        self._lazy = lazy
+        self._conn: RealtimeConnection | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connecting app={str(self._options.app)!r}>"
+
+    def __await__(self) -> Generator[Any, None, RealtimeConnection]:
+        return self._open().__await__()
+
+    if not TYPE_CHECKING:  # a type checker must still see no such attributes
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for a name Connecting lacks: most often a forgotten await.
+            raise AttributeError(
+                f"'Connecting' object has no attribute {name!r}: await connect(...) (or use "
+                "'async with connect(...) as conn') to get the RealtimeConnection"
+            )
+
+    async def __aenter__(self) -> RealtimeConnection:
+        if self._conn is not None:
+            raise RuntimeError(
+                "this connect() is already in use by an 'async with': call connect() again"
+            )
+        self._conn = await self._open()
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _open(self) -> RealtimeConnection:
+        options, callbacks, lazy = self._options, self._callbacks, self._lazy
+        connection_key = options.connection_key
+        if connection_key is None:
+            conn = RealtimeConnection(options.with_recorder(), callbacks)
+        else:
+            keyed = _registry.setdefault(asyncio.get_running_loop(), {})
+            if (existing := keyed.get(connection_key)) is not None:
+                _check_same(connection_key, existing._options, options)
+                existing._driver.dispatcher.callbacks = callbacks
+                if not lazy:
+                    await existing.wait_open()
+                return existing
+            conn = keyed[connection_key] = RealtimeConnection(options.with_recorder(), callbacks)
+        if lazy:
+            return conn
+        try:
+            if connection_key is None:
+                # Nobody else can hold this connection yet, so nobody else waits on the
+                # future: it is awaited without a shield (cancelling it changes nothing for
+                # anyone, and close() below ends the connection).
+                conn._driver.want_socket()
+                await conn._driver.opened
+            else:
+                await conn.wait_open()
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+
+def _check_same(connection_key: str, live: RealtimeOptions, asked: RealtimeOptions) -> None:
+    """Refuse a ``connect()`` whose options differ from those of the live keyed connection."""
+    if live.app != asked.app:
+        raise ValueError(
+            f"connection_key {connection_key!r} is in use for {live.app}, not {asked.app}"
+        )
+    if differing := live.differing(asked):
+        raise ValueError(
+            f"connection_key {connection_key!r} is in use by a connection opened with other "
+            f"{', '.join(differing)}: pass the same options (only the callbacks may change), "
+            "or use another key"
+        )
+
+
+def connect(
     app: str,
     *,
-    on_result: Callback | None = None,
-    on_error: Callback | None = None,
-    on_open: Callback | None = None,
-    on_close: Callback | None = None,
-    on_state_change: Callback | None = None,
-    on_meta: Callback | None = None,
+    on_result: OnResult | None = None,
+    on_error: OnError | None = None,
+    on_open: OnOpen | None = None,
+    on_close: OnClose | None = None,
+    on_state_change: OnStateChange | None = None,
+    on_meta: OnMeta | None = None,
     connection_key: str | None = None,
     throttle_interval: float = 0.064,
     coalesce: bool = True,
@@ -315,48 +411,65 @@ async def connect(
     open_timeout_s: float = 30.0,
     close_timeout_s: float = 5.0,
     ssl_context: ssl.SSLContext | None = None,
-    query: Mapping[str, str] | None = None,
     session: aiohttp.ClientSession | None = None,
     record: str | os.PathLike[str] | None = None,
-) -> RealtimeConnection:
-    """Open a realtime connection to ``app`` and return it once its socket is up.
+) -> Connecting:
+    """Open a realtime connection to ``app``: ``await`` it, or ``async with`` it.
+
+    ``conn = await connect(...)`` returns the connection once its socket is up (close it
+    with ``await conn.close()``); ``async with connect(...) as conn:`` also closes it on
+    exit. The arguments are checked here, at the call, before any I/O.
 
     Args:
         app: the app id, ``owner/alias[/path]`` (e.g. ``"fal-ai/flux-lora-realtime"``).
         on_result: called with each result (a dict), in arrival order.
         on_error: called with each :class:`RealtimeError` (server errors, callback errors,
             the final failure).
-        on_open: called when a socket opens.
-        on_close: called with the close code when a socket closes (``on_close(code)``).
+        on_open: called (no arguments) each time a socket opens, reconnects included.
+        on_close: called with the close code (None for a lost socket) each time a socket
+            that was open closes.
         on_state_change: called with each new :class:`ConnectionState`.
         on_meta: called with ``x-fal-message`` frames (e.g. timings).
         connection_key: a live connection with this key is returned instead (its
-            callbacks replaced by these); the key is forgotten when it closes.
+            callbacks replaced by these; its other options must be the same, else
+            ``ValueError``); the key is forgotten when it closes.
         throttle_interval: seconds between sends (0: send each at once).
         coalesce: latest wins within an interval (default); False paces every message
             through a queue of ``max_pending`` and ``send`` waits when it is full.
+        max_pending: with ``coalesce=False``, how many inputs may wait to be sent.
         max_backlog: results waiting for slow callbacks before the oldest is dropped.
         max_buffering: ask the server to keep at most this many pending inputs (1..60).
+        path: the endpoint under the app (default ``"/realtime"``; not doubled when the
+            app id already ends with it).
         key: the fal key; else ``FAL_KEY``, else ``FAL_KEY_ID:FAL_KEY_SECRET``.
         token_provider: ``(app) -> token`` (sync or async) replacing the token fetch.
         token_expiration: requested token lifetime in seconds.
         use_jwt: authenticate with a short-lived token (default) or the ``Key`` header.
         reconnect: True (default policy), False, a :class:`ReconnectPolicy` or its fields.
         encoding: ``"msgpack"`` (binary frames) or ``"json"`` (text frames).
+        encode_message: ``(payload) -> bytes`` replacing the encoder of ``encoding``.
+        decode_message: ``(frame bytes) -> value`` replacing the decoder; every frame it
+            decodes is a result.
         base_url: where to connect, e.g. ``"ws://127.0.0.1:8080"``; else ``FAL_RUN_HOST``.
         lazy: return at once and open the socket on the first ``send``.
-        heartbeat_s: WebSocket ping interval; a missed pong is a lost connection.
+        heartbeat_s: WebSocket ping interval; a missed pong is a lost connection
+            (None: no pings).
         max_frame_bytes: the largest frame sent or accepted (default 64 MiB).
+        open_timeout_s: the longest one socket may take to open (token fetch apart).
+        close_timeout_s: the longest ``close()`` waits for the server's close frame and
+            for callbacks still running.
         ssl_context: TLS context for ``wss://`` (verification stays on by default).
-        query: extra query parameters for the realtime URL (e.g. the local gateway's
-            ``fal_faults``).
         session: an ``aiohttp.ClientSession`` to use (never closed here); by default the
             connections of one event loop share one, closed with the last of them.
         record: write what the connection sends and receives to this file (one JSON line
             per frame, with timing), for ``Gateway.replay``; never a key or a token.
 
+    Returns:
+        A :class:`Connecting`: awaiting it gives the :class:`RealtimeConnection`.
+
     Raises:
-        ValueError, TypeError: bad arguments (before any I/O).
+        ValueError, TypeError: bad arguments (at the call, before any I/O); a
+            ``connection_key`` in use with other options (when awaited).
         RealtimeError: the connection could not be opened (``UNAUTHORIZED``,
             ``CONNECTION_LOST`` after the retries, ``INVALID_INPUT`` for an unknown app).
     """
@@ -375,7 +488,6 @@ async def connect(
         token_provider=token_provider,
         token_expiration=token_expiration,
         use_jwt=use_jwt,
-        query=query,
         path=path,
         coalesce=coalesce,
         max_pending=max_pending,
@@ -388,33 +500,4 @@ async def connect(
         record=record,
     )
     callbacks = Callbacks(on_result, on_error, on_open, on_close, on_state_change, on_meta)
-    if connection_key is None:
-        conn = RealtimeConnection(options, callbacks)
-    else:
-        keyed = _registry.setdefault(asyncio.get_running_loop(), {})
-        if (existing := keyed.get(connection_key)) is not None:
-            if existing.app != options.app:
-                raise ValueError(
-                    f"connection_key {connection_key!r} is in use for {existing.app}, "
-                    f"not {options.app}"
-                )
-            existing._driver.dispatcher.callbacks = callbacks
-            if not lazy:
-                await existing.wait_open()
-            return existing
-        conn = keyed[connection_key] = RealtimeConnection(options, callbacks)
-    if lazy:
-        return conn
-    try:
-        if connection_key is None:
-            # Nobody else can hold this connection yet, so nobody else waits on the
-            # future: it is awaited without a shield (cancelling it changes nothing for
-            # anyone, and close() below ends the connection).
-            conn._driver.want_socket()
-            await conn._driver.opened
-        else:
-            await conn.wait_open()
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
+    return Connecting(options, callbacks, lazy=lazy)

@@ -29,17 +29,18 @@ import concurrent.futures
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .realtime import Connecting, connect
 from .server import Faults, Gateway
 from .server.registry import HttpHandler
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ENV_NAMES", "LocalGateway"]
+__all__ = ["ENV_NAMES", "LocalGateway", "connect_with_query"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -247,3 +248,25 @@ class LocalGateway:
         self._call(
             lambda gateway: gateway.replay(app_id, recording, path=path, speed=speed, strict=strict)
         )
+
+
+def connect_with_query(app: str, query: Mapping[str, str], **options: Any) -> Connecting:
+    """Return ``fal_realtime.connect(app, **options)`` with ``query`` on every socket's URL.
+
+    A testing hook, kept off ``connect()``: the local gateway reads per-connection faults
+    from the query, e.g. ``connect_with_query(app, {"fal_faults": "refuse_auth=1"}, ...)``
+    (see :mod:`fal_realtime.server.faults`). Await it or use it with ``async with``, as
+    ``connect()``.
+
+    Args:
+        app: the app id, as for ``connect()``.
+        query: the query parameters to add to the URL.
+        options: ``connect()``'s keyword arguments.
+    """
+    if not isinstance(query, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in query.items()
+    ):
+        raise TypeError(f"query must be a map of str to str, not {query!r}")
+    connecting = connect(app, **options)
+    connecting._options = connecting._options.with_query(query)
+    return connecting

@@ -27,7 +27,12 @@ __all__ = ["Token", "fetch_token"]
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """A realtime token and when it expires; its ``repr`` never shows the token."""
+    """A realtime token and when it expires; its ``repr`` never shows the token.
+
+    Args:
+        token: the short-lived token (``fal_jwt_token`` in the realtime URL).
+        expires_at: when it expires, in Unix seconds.
+    """
 
     token: str = field(repr=False)
     expires_at: float

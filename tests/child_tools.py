@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
+import sys
 from pathlib import Path
 
 from .conftest import MS
@@ -12,6 +15,8 @@ from .conftest import MS
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
 #: The longest a child process may take (it starts a Python interpreter).
 CHILD_WAIT = 60_000 * MS
+#: The first line ``fal-realtime serve`` prints.
+LISTENING = re.compile(r"^fal-realtime gateway listening on (https?)://127\.0\.0\.1:(\d+)$")
 
 
 async def start(
@@ -53,3 +58,48 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("fal-realtime: error: "), stderr
     return lines[0]
+
+
+class Served:
+    """A ``fal-realtime serve`` child process and what it printed at start-up."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, lines: list[str]) -> None:
+        self.proc = proc
+        self.lines = lines
+        match = LISTENING.match(lines[0])
+        assert match, lines[0]
+        self.scheme, self.port = match.group(1), int(match.group(2))
+
+    async def stop(self) -> tuple[int, str, str]:
+        """Send Ctrl-C; return the exit code and the rest of stdout and stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CHILD_WAIT):
+            out, err = await self.proc.communicate()
+        assert self.proc.returncode is not None
+        return self.proc.returncode, out.decode(), err.decode()
+
+
+async def serve(*args: str, env: dict[str, str] | None = None) -> Served:
+    """Start ``fal-realtime serve --port 0 ARGS``; return once it printed its start-up lines."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fal_realtime",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**CHILD_ENV, **(env or {})},
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(CHILD_WAIT):
+        while not lines or not lines[-1].startswith("press Ctrl-C"):
+            line = await proc.stdout.readline()
+            if not line:
+                assert proc.stderr is not None
+                raise AssertionError((await proc.stderr.read()).decode())
+            lines.append(line.decode().rstrip("\n"))
+    return Served(proc, lines)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import signal
 import ssl
 import subprocess
 import sys
@@ -18,55 +15,9 @@ import trustme
 
 from fal_realtime._recorder import Recorder
 
-from .gateway_tools import WAIT, read_until_closed, receive_frame, send_msgpack
-
-#: The children run as a user would: without the suite's asyncio debug mode.
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-LISTENING = re.compile(r"^fal-realtime gateway listening on (https?)://127\.0\.0\.1:(\d+)$")
-
-
-class Served:
-    """A ``fal-realtime serve`` child process and what it printed at start-up."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, lines: list[str]) -> None:
-        self.proc = proc
-        self.lines = lines
-        match = LISTENING.match(lines[0])
-        assert match, lines[0]
-        self.scheme, self.port = match.group(1), int(match.group(2))
-
-    async def stop(self) -> tuple[int, str, str]:
-        """Send Ctrl-C; return the exit code and the rest of stdout and stderr."""
-        self.proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(WAIT):
-            out, err = await self.proc.communicate()
-        assert self.proc.returncode is not None
-        return self.proc.returncode, out.decode(), err.decode()
-
-
-async def _serve(*args: str, env: dict[str, str] | None = None) -> Served:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fal_realtime",
-        "serve",
-        "--port",
-        "0",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**CHILD_ENV, **(env or {})},
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    async with asyncio.timeout(WAIT * 4):
-        while not lines or not lines[-1].startswith("press Ctrl-C"):
-            line = await proc.stdout.readline()
-            if not line:
-                assert proc.stderr is not None
-                raise AssertionError((await proc.stderr.read()).decode())
-            lines.append(line.decode().rstrip("\n"))
-    return Served(proc, lines)
+from .child_tools import CHILD_ENV
+from .child_tools import serve as _serve
+from .gateway_tools import read_until_closed, receive_frame, send_msgpack
 
 
 async def test_gw_cli_1_serve_prints_url_key_env_and_stops_on_ctrl_c() -> None:

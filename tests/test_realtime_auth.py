@@ -32,6 +32,7 @@ from fal_realtime import (
 )
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import echo_realtime, register_demo_apps
+from fal_realtime.testing import connect_with_query
 
 from .conftest import KEY, MS
 from .gateway_tools import WAIT
@@ -180,8 +181,11 @@ async def open_echo(
 ) -> RealtimeConnection:
     """Connect to ``app`` on ``running`` with KEY unless ``kwargs`` say otherwise."""
     kwargs.setdefault("key", KEY)
+    options = {"base_url": running.ws_url, **seen.hooks(), **kwargs}
     async with asyncio.timeout(WAIT):
-        return await fal_realtime.connect(app, base_url=running.ws_url, **seen.hooks(), **kwargs)
+        if (query := options.pop("query", None)) is not None:  # the gateway's fault flags
+            return await connect_with_query(app, query, **options)
+        return await fal_realtime.connect(app, **options)
 
 
 async def assert_echoes(conn: RealtimeConnection, seen: Seen, payload: dict[str, Any]) -> None:

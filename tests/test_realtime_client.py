@@ -13,6 +13,7 @@ import fal_realtime
 from fal_realtime import ConnectionState, RealtimeConnection, RealtimeError, ReconnectPolicy
 from fal_realtime._transport import shared_session
 from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.testing import connect_with_query
 
 from .conftest import KEY, MS
 from .gateway_tools import FramesRead, count_handshakes, eventually
@@ -69,9 +70,10 @@ async def _connect(
     running: RunningGateway, app: str = "fal-ai/echo", rec: Recorder | None = None, **kwargs: Any
 ) -> RealtimeConnection:
     callbacks = rec.kwargs() if rec is not None else {}
-    return await fal_realtime.connect(
-        app, base_url=running.ws_url, key=KEY, **{**callbacks, **kwargs}
-    )
+    options = {"base_url": running.ws_url, "key": KEY, **callbacks, **kwargs}
+    if (query := options.pop("query", None)) is not None:  # the gateway's fault flags
+        return await connect_with_query(app, query, **options)
+    return await fal_realtime.connect(app, **options)
 
 
 async def _echo(value: Any) -> dict[str, Any]:

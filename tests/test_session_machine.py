@@ -494,3 +494,17 @@ def test_rt_machine_20_a_crashed_driver_fails_the_connection() -> None:
         "fail:CONNECTION_LOST",
     ]
     assert session.failure is bug and session.crashed(bug) == []
+
+
+def test_rt_machine_21_actions_and_states_resolve_without_an_import_circle() -> None:
+    """RT-MACHINE-21: every action's type hints resolve (the state lives in its own module)."""
+    import typing
+
+    from fal_realtime._protocol import actions, session, state
+
+    for name in actions.__all__:
+        record = getattr(actions, name)
+        if isinstance(record, type):
+            typing.get_type_hints(record)
+    assert typing.get_type_hints(EnterState) == {"state": state.ConnectionState}
+    assert session.ConnectionState is state.ConnectionState is ConnectionState

@@ -51,7 +51,14 @@ Protocol = Literal["realtime", "http_ws"]
 
 @dataclass(frozen=True, slots=True)
 class AppId:
-    """A parsed fal app id: ``[namespace/]owner/alias[/path]``."""
+    """A parsed fal app id: ``[namespace/]owner/alias[/path]``.
+
+    Args:
+        owner: the app's owner (e.g. ``fal-ai``).
+        alias: the app's alias (e.g. ``flux-lora-realtime``).
+        path: what follows the alias, if anything (e.g. ``stream``).
+        namespace: ``workflows`` or ``comfy`` for an app in that namespace, else None.
+    """
 
     owner: str
     alias: str
@@ -60,7 +67,12 @@ class AppId:
 
     @classmethod
     def parse(cls, app_id: str) -> AppId:
-        """Parse ``app_id``; raise ``ValueError`` naming it and the accepted form."""
+        """Parse ``app_id``; raise ``ValueError`` naming it and the accepted form.
+
+        Args:
+            app_id: ``owner/alias[/path]``, ``workflows/owner/alias``, or the legacy
+                ``123-alias``.
+        """
         if not isinstance(app_id, str):
             raise TypeError(f"app id must be a str, not {type(app_id).__name__}")
         text = app_id.strip("/")
@@ -137,11 +149,17 @@ def _normalize_base(base: str, *, what: str) -> str:
         text = f"wss://{text}"
     parts = urlsplit(text)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss") or not parts.netloc:
+    if scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(
             f"{what} {base!r} is not usable: expected a bare host ('fal.run'), "
             "or a ws://, wss://, http:// or https:// URL"
         )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or outside 0..65535
+        port = 0
+    if port == 0:
+        raise ValueError(f"{what} {base!r} has a bad port: expected 1..65535 (or none)")
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
@@ -149,10 +167,15 @@ def resolve_base(
     protocol: Protocol,
     base_url: str | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    option: str = "base_url",
 ) -> str:
-    """Return where to connect: ``base_url``, else the env host, else fal's host."""
+    """Return where to connect: ``base_url``, else the env host, else fal's host.
+
+    ``option`` names ``base_url`` in an error (the command line says ``--base-url``).
+    """
     if base_url:
-        return _normalize_base(base_url, what="base_url")
+        return _normalize_base(base_url, what=option)
     env = env or {}
     name = "FAL_RUN_HOST" if protocol == "realtime" else "FAL_WS_RUN_HOST"
     if value := env.get(name):

@@ -24,7 +24,14 @@ __all__ = ["Body", "End", "ResponseAssembler", "Start", "parse_control"]
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """The start of one response: its id, HTTP status and headers."""
+    """The start of one response: its id, HTTP status and headers.
+
+    Args:
+        request_id: the response's id (its end carries the same).
+        status: the HTTP status.
+        headers: the HTTP headers.
+        raw: the whole start frame, as sent.
+    """
 
     request_id: str
     status: int
@@ -42,7 +49,14 @@ class Body:
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """The end of one response, with the server's timing when it sent one."""
+    """The end of one response, with the server's timing when it sent one.
+
+    Args:
+        request_id: the response's id (its start's).
+        status: the HTTP status.
+        time_to_first_byte_seconds: the server's time to the first byte, when it says.
+        raw: the whole end frame, as sent.
+    """
 
     request_id: str
     status: int

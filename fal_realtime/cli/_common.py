@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import math
+import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal, NoReturn
 
+from .._validate import check_seconds
 from ..errors import RealtimeError
 
 _JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
@@ -32,10 +37,78 @@ def parse_payload(text: str) -> dict[str, Any]:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one ``fal-realtime: error:`` line and exit with status 2."""
+        print(f"fal-realtime: error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def port(text: str) -> int:
+    """Return the TCP port in ``text`` (0..65535; 0 picks a free one), for ``type=``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """Return the integer >= 0 in ``text``, for ``type=``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def factor(text: str) -> float:
+    """Return the finite number >= 0 in ``text``, for ``type=``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def check_timeout(timeout_s: float) -> None:
-    """Refuse a ``--timeout`` that is not a positive number of seconds (ValueError)."""
-    if not timeout_s > 0:
-        raise ValueError(f"--timeout must be > 0 seconds, got {timeout_s}")
+    """Refuse a ``--timeout`` that is not a finite positive number of seconds (ValueError)."""
+    check_seconds("--timeout", timeout_s, zero_ok=False)
+
+
+def check_client_options(
+    args: argparse.Namespace, protocol: Literal["realtime", "http_ws"]
+) -> None:
+    """Refuse a bad ``--base-url``, ``--timeout`` or a missing key, naming the flag (ValueError)."""
+    from .._auth import resolve_key
+    from .._protocol.apps import resolve_base
+
+    check_timeout(args.timeout)
+    resolve_base(protocol, args.base_url, os.environ, option="--base-url")
+    if args.key == "":
+        raise ValueError("--key is empty")
+    if not resolve_key(args.key, os.environ):
+        raise ValueError(
+            "no fal key found: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), or pass --key KEY"
+        )
+
+
+@contextlib.contextmanager
+def flag(name: str, value: str) -> Iterator[None]:
+    """Turn a ValueError, TypeError or OSError of the block into one naming ``name value``."""
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"{name} {value!r}: {reason}") from None
 
 
 def _printable(value: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
-from ._common import report_error, wait_for_stop
+from ._common import port, report_error, wait_for_stop
 from .demo_camera import MEDIA_HINT, camera_available, demo_camera
 
 DEMO_APP = "fal-ai/flux-lora-realtime"
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     demo.add_argument(
         "--port",
-        type=int,
+        type=port,
         default=None,
         help=f"with --web: the port to serve on (default {DEMO_WEB_PORT}; 0 picks a free one)",
     )

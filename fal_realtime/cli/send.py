@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
-from ._common import check_timeout, format_result, parse_payload, report_error
+from ._common import check_client_options, format_result, parse_payload, report_error
 
 EPILOG_SEND = """examples:
   fal-realtime send fal-ai/echo '{"a": 1}' --base-url ws://127.0.0.1:8080 --key KEY
@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     """Send the payload ``args`` name and print the first result; return the exit status."""
     payload = parse_payload(args.payload)
-    check_timeout(args.timeout)
+    check_client_options(args, "realtime")
     return asyncio.run(_send(args, payload))
 
 

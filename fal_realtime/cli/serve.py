@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
-from ._common import wait_for_stop
+from ._common import count, factor, flag, port, wait_for_stop
 
 EPILOG_SERVE = """examples:
   fal-realtime serve --demo                       demo apps on http://127.0.0.1:8080
@@ -28,13 +30,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.set_defaults(run=run)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    serve.add_argument(
+        "--host", type=host, default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=port, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--demo", action="store_true", help="host the demo apps")
     serve.add_argument("--no-auth", action="store_true", help="accept every connection")
     serve.add_argument(
         "--max-connections-per-key",
-        type=int,
+        type=count,
         default=1000,
         metavar="N",
         help="concurrent WebSockets per key or token holder (0: no limit; default 1000)",
@@ -71,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     serve.add_argument(
         "--replay-speed",
-        type=float,
+        type=factor,
         default=1.0,
         metavar="X",
         help="factor on the recorded delays (0: no delays; default 1)",
@@ -81,6 +85,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="answer an input that differs from the recorded one with INVALID_INPUT",
     )
+
+
+def host(text: str) -> str:
+    """Return the address in ``text`` to bind, for ``type=`` (empty would mean every interface)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected an address such as 127.0.0.1, got ''")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 def _build_gateway(args: argparse.Namespace) -> Any:
     from ..server import Gateway
 
+    if any(not key.strip() for key in args.key):
+        raise ValueError("--key is empty: pass the key to accept (or leave --key out)")
     keys = list(args.key) or ([os.environ["FAL_KEY"]] if os.environ.get("FAL_KEY") else [])
     gateway = Gateway(
         keys=keys,
@@ -104,21 +117,38 @@ def _build_gateway(args: argparse.Namespace) -> Any:
 
         register_demo_apps(gateway)
     for item in args.upstream:
-        app_id, sep, url = item.partition("=")
-        if not sep:
-            raise ValueError(f"--upstream {item!r}: expected OWNER/APP=URL")
-        gateway.http_app(app_id, upstream=url)
+        with flag("--upstream", item):
+            app_id, sep, url = item.partition("=")
+            if not sep:
+                raise ValueError("expected OWNER/APP=URL")
+            _check_upstream_url(url)
+            gateway.http_app(app_id, upstream=url)
     for item in args.fault:
-        app_id, sep, spec = item.partition("=")
-        if not sep:
-            raise ValueError(f"--fault {item!r}: expected OWNER/APP=SPEC")
-        gateway.set_faults(app_id, spec)
+        with flag("--fault", item):
+            app_id, sep, spec = item.partition("=")
+            if not sep:
+                raise ValueError("expected OWNER/APP=SPEC")
+            gateway.set_faults(app_id, spec)
     for item in args.replay:
-        app_id, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--replay {item!r}: expected OWNER/APP=PATH")
-        gateway.replay(app_id, path, speed=args.replay_speed, strict=args.replay_strict)
+        with flag("--replay", item):
+            app_id, sep, path = item.partition("=")
+            if not sep:
+                raise ValueError("expected OWNER/APP=PATH")
+            gateway.replay(app_id, path, speed=args.replay_speed, strict=args.replay_strict)
     return gateway
+
+
+def _check_upstream_url(url: str) -> None:
+    """Refuse an upstream URL with no host or a bad port (the scheme is the gateway's check)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ValueError("the URL has no host: expected e.g. http://127.0.0.1:8000")
+    try:
+        bad_port = parts.port == 0
+    except ValueError:  # not a number, or over 65535
+        bad_port = True
+    if bad_port:
+        raise ValueError("the URL's port is not a number in 1..65535")
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -126,13 +156,31 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         return None
     if not (args.certfile and args.keyfile):
         raise ValueError("--certfile and --keyfile go together")
+    for name, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        with flag(name, path), open(path, "rb"):
+            pass  # readable: a missing or unreadable file is named by its flag
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(args.certfile, args.keyfile)
+    try:
+        context.load_cert_chain(args.certfile, args.keyfile)
+    except ssl.SSLError:
+        raise ValueError(
+            f"--certfile {args.certfile!r} / --keyfile {args.keyfile!r}: not a PEM certificate "
+            "and its private key"
+        ) from None
     return context
 
 
 async def _serve(args: argparse.Namespace, gateway: Any, context: ssl.SSLContext | None) -> int:
-    async with gateway.serve(args.host, args.port, ssl_context=context) as running:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            running = await stack.enter_async_context(
+                gateway.serve(args.host, args.port, ssl_context=context)
+            )
+        except OSError as exc:  # the address is not this machine's, or the port is taken
+            raise ValueError(
+                f"--host {args.host!r} --port {args.port}: cannot listen there: "
+                f"{exc.strerror or exc}"
+            ) from None
         host_port = f"{running.host}:{running.port}"
         print(f"fal-realtime gateway listening on {running.url}", flush=True)
         if gateway.generated_key:

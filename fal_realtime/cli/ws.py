@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
-from ._common import check_timeout, format_result, parse_json, report_error
+from ._common import check_client_options, format_result, parse_json, report_error
 
 if TYPE_CHECKING:
     from ..http_ws import HttpWsConnection
@@ -78,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     """Send the body ``args`` name and print the response; return the exit status."""
     body = parse_json(args.payload)
-    check_timeout(args.timeout)
+    check_client_options(args, "http_ws")
     return asyncio.run(_ws(args, body))
 
 

@@ -348,7 +348,8 @@ class Proxy:
                 session=self._session,
             )
         except RealtimeError as exc:
-            status = {RATE_LIMITED: 429, TIMEOUT: 504}.get(exc.code, 502)
+            statuses: dict[str, int] = {RATE_LIMITED: 429, TIMEOUT: 504}
+            status = statuses.get(exc.code, 502)
             reason = "fal refused the proxy's key" if exc.code == UNAUTHORIZED else exc.message
             raise Refusal(status, self._scrub_text(f"token fetch failed: {reason}")) from None
 
