@@ -7,7 +7,8 @@ it for each test. Run it with pytest and pytest-asyncio (strict or auto mode)::
     pytest examples/test_with_fal_gateway.py
 
 ``recordings/flux_fox.jsonl`` was made once with ``record=`` (against the local gateway
-here; against fal with your own key in your project: README "Record once, replay in CI").
+here; against fal with your own key in your project: docs/testing.md, "Record once,
+replay in CI").
 """
 
 from __future__ import annotations
