@@ -105,7 +105,7 @@ def performance_markdown(document: dict[str, Any]) -> str:
         if primary and scenario["contenders"]:
             metrics = list(units)
             lines += [
-                "| contender | " + " | ".join(units[m] for m in metrics) + " |",
+                "| contender | " + " | ".join(f"`{m}` ({units[m]})" for m in metrics) + " |",
                 "|---|" + "---|" * len(metrics),
             ]
             for name, values in scenario["contenders"].items():
