@@ -147,6 +147,19 @@ def count_handshakes(gateway: Gateway) -> Callable[[], int]:
     return lambda: calls[0]
 
 
+def count_upgrades(gateway: Gateway) -> Callable[[], int]:
+    """Count WebSocket requests that reached an app on ``gateway``, refused or not."""
+    calls = [0]
+    take = gateway.registry.take_faults
+
+    def counting(app_id: Any) -> Any:
+        calls[0] += 1
+        return take(app_id)
+
+    gateway.registry.take_faults = counting  # type: ignore[method-assign]
+    return lambda: calls[0]
+
+
 class FramesRead:
     """Count the data frames the gateway's WebSocket readers take off their sockets.
 
