@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 import ormsgpack
+import pytest
 
 from fal_realtime._compat import ws_close_timeout
 from fal_realtime.server import Gateway, RunningGateway
@@ -18,6 +20,8 @@ from .conftest import AUTH, MS
 
 #: The longest any single wait in a gateway test may take.
 WAIT = 5000 * MS
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -132,6 +136,39 @@ async def eventually(predicate: Any, *, step: float = MS, within: float = WAIT) 
         # Polling on purpose: the condition spans objects that signal no event.
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(step)
+
+
+async def on_io_alone(awaitable: Awaitable[T], *, within: float = WAIT) -> T:
+    """Await ``awaitable`` with the event loop's clock stopped; fail if it waits on a timer.
+
+    With ``loop.time()`` frozen no timer ever comes due (``asyncio.sleep``, timeouts,
+    backoff), so only I/O can move the awaitable along: "returns at once, no fixed wait"
+    without reading a clock. A guard thread gives up after ``within`` real seconds.
+    The stock loop only: uvloop's timers do not read ``loop.time()`` (the test skips).
+    """
+    loop = asyncio.get_running_loop()
+    if "uvloop" in type(loop).__module__:
+        pytest.skip("uvloop's timers do not read loop.time(): the clock cannot be stopped")
+    task = asyncio.ensure_future(awaitable)
+    fired = threading.Event()
+
+    def give_up() -> None:
+        fired.set()
+        loop.call_soon_threadsafe(task.cancel)
+
+    frozen = loop.time()
+    loop.time = lambda: frozen  # type: ignore[method-assign]
+    guard = threading.Timer(within, give_up)
+    guard.start()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if fired.is_set():
+            raise AssertionError(f"still waiting after {within:g} s: it waits on a timer") from None
+        raise
+    finally:
+        guard.cancel()
+        del loop.time  # the class's own clock again
 
 
 def count_handshakes(gateway: Gateway) -> Callable[[], int]:
