@@ -46,9 +46,11 @@ async def _round_trip(conn: fal_realtime.RealtimeConnection, seen: Recorder, val
 # -- realtime -------------------------------------------------------------------------------
 
 
-async def test_rt_fault_1_cut_while_idle_reconnects_without_error(proxy: FaultProxy) -> None:
+async def test_rt_fault_1_cut_while_idle_reconnects_without_error(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-1: a cut (no close frame) while idle: reconnecting, open again, no error."""
-    seen = Recorder()
+    seen = recorder
     async with await _open(proxy, seen) as conn:
         await _round_trip(conn, seen, 1)
         assert proxy.cut() == 1
@@ -62,9 +64,10 @@ async def test_rt_fault_1_cut_while_idle_reconnects_without_error(proxy: FaultPr
 
 async def test_rt_fault_2_cut_during_a_burst_delivers_pending_exactly_once(
     proxy: FaultProxy,
+    recorder: Recorder,
 ) -> None:
     """RT-FAULT-2: a cut mid-burst: everything still pending arrives once, in order, none twice."""
-    seen = Recorder()
+    seen = recorder
     async with await _open(proxy, seen, throttle_interval=5 * MS, coalesce=False) as conn:
         for i in range(60):
             await conn.send({"i": i})
@@ -80,9 +83,11 @@ async def test_rt_fault_2_cut_during_a_burst_delivers_pending_exactly_once(
         assert seen.errors == [] and conn.stats.reconnects == 1
 
 
-async def test_rt_fault_3_stall_is_detected_by_the_heartbeat(proxy: FaultProxy) -> None:
+async def test_rt_fault_3_stall_is_detected_by_the_heartbeat(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-3: a stalled link (no bytes either way): a missed pong, 1006, reconnect."""
-    seen = Recorder()
+    seen = recorder
     async with await _open(proxy, seen, heartbeat_s=80 * MS) as conn:
         await _round_trip(conn, seen, 1)
         proxy.stall(400 * MS)
@@ -92,9 +97,11 @@ async def test_rt_fault_3_stall_is_detected_by_the_heartbeat(proxy: FaultProxy) 
         assert seen.errors == [] and conn.stats.reconnects == 1
 
 
-async def test_rt_fault_4_cut_mid_frame_never_delivers_half_a_result(proxy: FaultProxy) -> None:
+async def test_rt_fault_4_cut_mid_frame_never_delivers_half_a_result(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-4: a result frame cut in half is never delivered; the connection recovers."""
-    seen = Recorder()
+    seen = recorder
     async with await _open(proxy, seen) as conn:
         proxy.cut_mid_frame()
         await conn.send({"v": "x" * 1000})
@@ -104,9 +111,11 @@ async def test_rt_fault_4_cut_mid_frame_never_delivers_half_a_result(proxy: Faul
         await _round_trip(conn, seen, "after")
 
 
-async def test_rt_fault_5_delay_is_survived_and_measured(proxy: FaultProxy) -> None:
+async def test_rt_fault_5_delay_is_survived_and_measured(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-5: 40 ms each way: results still arrive; the latency stat shows the delay."""
-    seen = Recorder()
+    seen = recorder
     async with await _open(proxy, seen) as conn:
         proxy.delay_s = 40 * MS
         await _round_trip(conn, seen, 1)
@@ -144,9 +153,11 @@ async def test_rt_fault_6_refused_reconnects_back_off_then_succeed_or_fail(
         await conn.close()
 
 
-async def test_rt_fault_7_cut_during_the_handshake_is_retried(proxy: FaultProxy) -> None:
+async def test_rt_fault_7_cut_during_the_handshake_is_retried(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-7: a link cut while the handshake hangs: the attempt fails, the retry opens."""
-    seen = Recorder()
+    seen = recorder
     conn = await _open(proxy, seen, lazy=True, open_timeout_s=2.0)
     try:
         proxy.stall()
