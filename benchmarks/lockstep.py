@@ -1,11 +1,11 @@
-"""Scenario 1: realtime lock-step round trips per second (throttle off).
+"""Lock-step: realtime lock-step round trips per second (throttle off).
 
 Each round trip sends one msgpack input to ``fal-ai/echo`` and waits for its result
 before the next; every contender encodes each input it sends, as a user's inputs
 differ. This client runs twice, with a plain ``def on_result`` and with an
 ``async def on_result`` (the design card's coroutine callbacks), both interleaved with
-the floor in the same rounds. Targets (issue 12): each >= 0.95 x the floor (raw aiohttp,
-same plain ``ws://`` gateway); and (issue 5) >= 1.25 x fal-client (both over ``wss://``
+the floor in the same rounds. Targets: each >= 0.95 x the floor (raw aiohttp,
+same plain ``ws://`` gateway); and >= 1.25 x fal-client (both over ``wss://``
 to the same gateway: fal-client always uses TLS, so the TLS pair is compared). Beside the
 floor run two *callback floors*, raw aiohttp with a reader task that calls a plain or an
 ``async def`` ``on_result`` (:func:`raw_callback`): what a callback costs whoever writes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -18,6 +19,9 @@ import fal_realtime
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import register_demo_apps
 from fal_realtime.server.proxy import FaultProxy
+
+if TYPE_CHECKING:
+    from .callbacks import Recorder
 
 #: One millisecond: tests express waits in multiples of it.
 MS = 0.001
@@ -34,6 +38,14 @@ def instant_retries() -> Iterator[None]:
         yield
     finally:
         fal_realtime.set_testing(False)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    """Return a recorder for one realtime connection's callbacks (``tests/callbacks.py``)."""
+    from .callbacks import Recorder
+
+    return Recorder()
 
 
 @pytest.fixture

@@ -64,6 +64,12 @@ async def tls_gateway(
     """Serve ``gateway`` over TLS and point fal_client at it, trusting only the test CA."""
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    # As `fal-realtime serve --certfile` does: no TLS 1.3 session tickets. SyncClient's
+    # websockets connection reads its SSL socket in a thread while the caller writes the
+    # upgrade request; a ticket read meanwhile could lose that request (OpenSSL objects
+    # are not thread-safe), and GW-INTEROP-4 then hung until the gateway's 10 s
+    # handshake timeout: its flake under load.
+    server_ctx.num_tickets = 0
     ca_pem = tmp_path / "test-ca.pem"
     ca.cert_pem.write_to_path(str(ca_pem))
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))
