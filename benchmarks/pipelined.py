@@ -129,7 +129,12 @@ def ours(
 ) -> Callable[[], Awaitable[Sample]]:
     async def measure() -> Sample:
         window = _Window(seconds)
-        async with open_ours(base, window.on_result, env=env, app=app) as conn:
+        # Every input must be answered (the window counts results): the server keeps every
+        # pending input, as it does for the other contenders, whose sockets ask nothing.
+        # Latest wins at the link stays on (coalesce=True), as by default.
+        async with open_ours(
+            base, window.on_result, env=env, app=app, max_buffering=WINDOW
+        ) as conn:
             return await window.run(lambda: conn.send(PAYLOAD))
 
     return measure
