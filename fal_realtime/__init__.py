@@ -6,6 +6,7 @@ The local gateway lives in :mod:`fal_realtime.server`; the command line in
 
 from ._policy import ReconnectPolicy, set_testing
 from ._protocol.apps import AppId
+from ._telemetry import Telemetry
 from ._version import __version__
 from .errors import (
     CALLBACK_ERROR,
@@ -45,6 +46,7 @@ __all__ = [
     "RealtimeTimeoutError",
     "ReconnectPolicy",
     "Response",
+    "Telemetry",
     "Token",
     "UnauthorizedError",
     "UntrustedCertificateError",

@@ -25,6 +25,7 @@ from ._protocol.apps import (
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.session import RetrySettings
 from ._recorder import Recorder
+from ._telemetry import Telemetry
 from .errors import UNAUTHORIZED, UnauthorizedError
 
 __all__ = ["RealtimeOptions", "retry_settings"]
@@ -70,6 +71,8 @@ class RealtimeOptions(NamedTuple):
     label: str
     #: Writes what the connection sends and receives (``record=PATH``), or None.
     recorder: Recorder | None = None
+    #: Where metrics and spans go (None: the global OpenTelemetry providers, if any).
+    telemetry: Telemetry | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"RealtimeOptions(app={str(self.app)!r}, url_base={self.url_base!r})"
@@ -103,6 +106,7 @@ class RealtimeOptions(NamedTuple):
         connection_key: str | None,
         session: aiohttp.ClientSession | None,
         record: str | os.PathLike[str] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> RealtimeOptions:
         """Validate ``connect()``'s arguments (before any I/O) and build the record.
 
@@ -184,6 +188,7 @@ class RealtimeOptions(NamedTuple):
             headers=headers,
             retry=retry_settings(policy),
             label=str(parsed),
+            telemetry=telemetry,
         )
 
 
