@@ -311,6 +311,7 @@ class Driver:
             stats=self._stats,
             recorder=recorder,
             heartbeat_s=options.heartbeat_s,
+            log_fields=self._log.extra,  # type: ignore[arg-type]
         )
         self.do(machine.socket_opened(now=clock()))
         refresher: asyncio.Task[None] | None = None
