@@ -49,7 +49,10 @@ class Otel:
         self.spans = InMemorySpanExporter()
         self.tracers = TracerProvider()
         self.tracers.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.telemetry = Telemetry(meter_provider=self.meters, tracer_provider=self.tracers)
+        # Every result's latency (the default samples one per 0.1 s: see OBS-10).
+        self.telemetry = Telemetry(
+            meter_provider=self.meters, tracer_provider=self.tracers, latency_sample_interval_s=0
+        )
 
     def points(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
         """Collect now: metric name -> [(attributes, point)]."""
@@ -377,3 +380,26 @@ async def test_obs_9_works_without_the_opentelemetry_api(running: RunningGateway
     assert code == 0, err
     assert "pip install 'fal-realtime[otel]'" in out
     assert "status: 200" in out and out.rstrip().endswith("ok")
+
+
+def test_obs_10_result_latency_is_sampled_by_default() -> None:
+    """OBS-10: by default at most one result's latency per connection per 0.1 s is recorded."""
+    recorded: list[float] = []
+
+    class Histogram:
+        def record(self, value: float, attributes: Any) -> None:
+            recorded.append(value)
+
+    now = [100.0]
+    latency = _telemetry._recorder(Histogram(), {"fal.app_id": APP}, 0.1, lambda: now[0])
+    for value, at in ((1.0, 100.0), (2.0, 100.05), (3.0, 100.09), (4.0, 100.1), (5.0, 100.35)):
+        now[0] = at
+        latency(value)
+    assert recorded == [1.0, 4.0, 5.0]
+    every = _telemetry._recorder(Histogram(), {}, 0)
+    every(6.0)
+    every(7.0)
+    assert recorded[-2:] == [6.0, 7.0]
+    assert Telemetry(meter_provider=MeterProvider()).latency_sample_interval_s == 0.1
+    with pytest.raises(ValueError, match="latency_sample_interval_s"):
+        Telemetry(latency_sample_interval_s=-1)
