@@ -163,7 +163,8 @@ class Telemetry:
     ) -> None:
         if _metrics is None:
             raise ImportError(_MISSING)
-        if not latency_sample_interval_s >= 0:
+        interval = latency_sample_interval_s
+        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval < 0:
             raise ValueError(
                 "latency_sample_interval_s must be a number of seconds >= 0, "
                 f"got {latency_sample_interval_s!r}"
@@ -362,6 +363,11 @@ def _default() -> Telemetry | None:
 def _resolve(telemetry: Telemetry | None) -> Telemetry | None:
     if telemetry is None:
         return _default()
+    if not isinstance(telemetry, Telemetry):
+        raise TypeError(
+            "telemetry must be a fal_realtime.Telemetry(meter_provider=..., tracer_provider=...), "
+            f"not {type(telemetry).__name__}"
+        )
     return telemetry if telemetry.on else None
 
 

@@ -403,3 +403,16 @@ def test_obs_10_result_latency_is_sampled_by_default() -> None:
     assert Telemetry(meter_provider=MeterProvider()).latency_sample_interval_s == 0.1
     with pytest.raises(ValueError, match="latency_sample_interval_s"):
         Telemetry(latency_sample_interval_s=-1)
+
+
+async def test_obs_11_a_wrong_telemetry_is_refused_before_any_io() -> None:
+    """OBS-11: telemetry= that is not a Telemetry is a one-line TypeError at the call."""
+    with pytest.raises(TypeError, match="telemetry must be a fal_realtime.Telemetry"):
+        await fal_realtime.connect(
+            APP,
+            base_url="ws://127.0.0.1:9",
+            key=KEY,
+            telemetry=MeterProvider(),  # type: ignore[arg-type]
+        )
+    with pytest.raises(TypeError, match="telemetry must be a fal_realtime.Telemetry"):
+        fal_realtime.ws(APP, base_url="ws://127.0.0.1:9", key=KEY, telemetry="otel")  # type: ignore[arg-type]
