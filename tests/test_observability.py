@@ -416,3 +416,45 @@ async def test_obs_11_a_wrong_telemetry_is_refused_before_any_io() -> None:
         )
     with pytest.raises(TypeError, match="telemetry must be a fal_realtime.Telemetry"):
         fal_realtime.ws(APP, base_url="ws://127.0.0.1:9", key=KEY, telemetry="otel")  # type: ignore[arg-type]
+
+
+async def test_obs_12_an_outage_that_gives_up_fails_its_span(
+    proxy: FaultProxy, otel: Otel, instant_retries: None
+) -> None:
+    """OBS-12: an outage that gives up: its span fails with error.type, a retry event each."""
+    done = asyncio.Event()
+    conn = await fal_realtime.connect(
+        APP,
+        base_url=proxy.ws_url,
+        key=KEY,
+        throttle_interval=0,
+        reconnect={"max_attempts": 2},
+        on_result=lambda _: done.set(),
+        telemetry=otel.telemetry,
+    )
+    async with conn:
+        await conn.send({"v": 1})
+        await done.wait()
+        proxy.refuse_for(60.0)
+        assert proxy.cut() == 1
+        await eventually(lambda: conn.state is ConnectionState.FAILED)
+        assert otel.value("fal_realtime.connections", state="failed") == 1
+    (outage,) = otel.finished("fal_realtime.reconnect")
+    assert outage.status.status_code is StatusCode.ERROR
+    assert outage.attributes is not None
+    assert outage.attributes["error.type"] == "CONNECTION_LOST"
+    assert outage.attributes["fal_realtime.outcome"] == "failed"
+    retries = [e for e in outage.events if e.name == "retry"]
+    assert retries and all(
+        e.attributes is not None and e.attributes["error.type"] == "CONNECTION_LOST"
+        for e in retries
+    )
+    attempts = [
+        s
+        for s in otel.finished("fal_realtime.connect")
+        if s.parent is not None and s.parent.span_id == outage.context.span_id
+    ]
+    assert len(attempts) == 2
+    assert all(s.status.status_code is StatusCode.ERROR for s in attempts)
+    assert otel.value("fal_realtime.errors", error_type="CONNECTION_LOST") == 1
+    assert otel.value("fal_realtime.connections", state="failed") == 0  # closed now
