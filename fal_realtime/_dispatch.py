@@ -312,3 +312,4 @@ class Dispatcher:
             busy.cancel()
             await asyncio.gather(busy, return_exceptions=True)
         self._idle = None
+
