@@ -32,7 +32,7 @@ from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.proxy import FaultProxy
 
 from .child_tools import finish, start
-from .conftest import KEY
+from .conftest import KEY, MS
 from .gateway_tools import eventually
 
 APP = "fal-ai/echo"
@@ -107,6 +107,8 @@ class Session:
 async def faulty_session(proxy: FaultProxy, telemetry: Telemetry | None) -> Session:
     """Run results, a slow-consumer drop, a RATE_LIMITED, a cut and reconnect; then close.
 
+    The reconnect is refused for a while first: at least one attempt fails and is retried.
+
     Every 4th input of a session is answered RATE_LIMITED (``fal_faults``); a callback
     that raises once puts a CALLBACK_ERROR and a logged traceback in the session too.
     """
@@ -148,8 +150,10 @@ async def faulty_session(proxy: FaultProxy, telemetry: Telemetry | None) -> Sess
         await eventually(lambda: len(results) == 2)
         await conn.send({"v": 4})  # the 4th: RATE_LIMITED
         await eventually(lambda: any(e.code == "RATE_LIMITED" for e in errors))
+        proxy.refuse_for(200 * MS)
         assert proxy.cut() == 1
         await eventually(lambda: conn.stats.reconnects == 1 and conn.state is ConnectionState.OPEN)
+        assert proxy.refused >= 1
         session.tokens.add(conn._driver._token or "")
         await conn.send({"v": 5})
         await eventually(lambda: len(results) == 3)
@@ -178,7 +182,8 @@ async def test_obs_1_metrics_of_a_faulty_session(proxy: FaultProxy, otel: Otel) 
     latency = otel.points()["fal_realtime.result.latency"]
     assert sum(p.count for _, p in latency) >= 2  # after input 1 and input 5 at least
     connects = otel.points()["fal_realtime.connect.duration"]
-    assert sum(p.count for _, p in connects) == 2
+    assert sum(p.count for a, p in connects if "error.type" not in a) == 2
+    assert sum(p.count for a, p in connects if a.get("error.type") == "CONNECTION_LOST") >= 1
     for name, points in otel.points().items():
         for attrs, _ in points:
             assert attrs.get("fal.app_id") == APP, name
@@ -204,20 +209,25 @@ async def test_obs_3_spans_of_a_faulty_session(proxy: FaultProxy, otel: Otel) ->
     session = await faulty_session(proxy, otel.telemetry)
     connects = otel.finished("fal_realtime.connect")
     tokens = otel.finished("fal_realtime.token")
-    outages = otel.finished("fal_realtime.reconnect")
-    assert len(connects) == len(tokens) == 2 and len(outages) == 1
+    (outage,) = otel.finished("fal_realtime.reconnect")
+    assert len(connects) == len(tokens) >= 3  # the first, the refused ones, the reopening
     for connect, token in zip(connects, tokens, strict=True):
         assert token.parent is not None and token.parent.span_id == connect.context.span_id
         assert connect.attributes is not None
         assert connect.attributes["fal.app_id"] == APP
         assert connect.attributes["fal.connection_id"] == session.conn.id
-        assert connect.status.status_code is not StatusCode.ERROR
-    outage = outages[0]
+    first, *refused, reopened = connects
+    for span in (first, reopened):
+        assert span.status.status_code is not StatusCode.ERROR
+    for span in refused:
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes is not None and span.attributes["error.type"] == "CONNECTION_LOST"
     assert outage.attributes is not None and outage.attributes["fal_realtime.outcome"] == "open"
-    # The reopening happened inside the outage.
-    assert connects[1].parent is not None
-    assert connects[1].parent.span_id == outage.context.span_id
-    assert len(otel.spans.get_finished_spans()) == 5  # and none per result
+    assert len([e for e in outage.events if e.name == "retry"]) == len(refused)
+    # The attempts happened inside the outage.
+    for span in (*refused, reopened):
+        assert span.parent is not None and span.parent.span_id == outage.context.span_id
+    assert len(otel.spans.get_finished_spans()) == 2 * len(connects) + 1  # none per result
     for span in otel.spans.get_finished_spans():
         text = repr((span.attributes, span.events, span.status, span.name))
         for secret in _secrets(session):
@@ -322,6 +332,7 @@ async def test_obs_7_logs_carry_ids_and_never_a_secret(proxy: FaultProxy, otel: 
     assert records
     ours = [r for r in records if r.name == "fal_realtime"]
     assert any("callback raised" in r.getMessage() for r in ours)
+    assert any("retrying" in r.getMessage() for r in ours)
     for record in ours:
         assert getattr(record, "fal_app_id", None) == APP, record.getMessage()
         if record.funcName != "keep_fresh":
