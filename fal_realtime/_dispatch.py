@@ -312,4 +312,3 @@ class Dispatcher:
             busy.cancel()
             await asyncio.gather(busy, return_exceptions=True)
         self._idle = None
-

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._protocol.state import ConnectionState
 from ._stats import RealtimeStats
+from ._version import __version__
 from .errors import RealtimeError
 
 try:  # the optional extra: fal-realtime[otel]
@@ -140,8 +141,8 @@ class Telemetry:
     Pass one to :func:`fal_realtime.connect` / :func:`fal_realtime.ws` as ``telemetry=``
     to use providers of your own (tests, or several exporters in one process); without
     it, connections use the global providers (``opentelemetry.metrics`` and ``.trace``'s
-    ``set_*_provider``) when one is configured, and nothing otherwise. Share one
-    ``Telemetry`` between connections: each one registers its instruments.
+    ``set_*_provider``) when one is configured, and nothing otherwise. The instruments
+    are made once per meter provider: any number of ``Telemetry`` objects may share one.
 
     Args:
         meter_provider: where metrics go; None: the global one.
@@ -170,15 +171,32 @@ class Telemetry:
                 f"got {latency_sample_interval_s!r}"
             )
         self.latency_sample_interval_s = float(latency_sample_interval_s)
-        from ._version import __version__
-
         meter_provider = meter_provider or _metrics.get_meter_provider()
         tracer_provider = tracer_provider or _trace.get_tracer_provider()
         self._providers: tuple[object, object] = (meter_provider, tracer_provider)
         self.metrics_on = _live_meter_provider(meter_provider)
         self.traces_on = _live_tracer_provider(tracer_provider)
         self.tracer = tracer_provider.get_tracer(_SCOPE, __version__)
-        meter = meter_provider.get_meter(_SCOPE, __version__)
+        #: The instruments and the registry of connections (one per meter provider).
+        self.meters = _meters_for(meter_provider)
+
+    def __repr__(self) -> str:
+        return f"<Telemetry metrics={self.metrics_on} traces={self.traces_on}>"
+
+    @property
+    def on(self) -> bool:
+        """Tell whether anything is recorded at all."""
+        return self.metrics_on or self.traces_on
+
+
+class _Meters:
+    """The instruments of one meter provider, and the connections they read.
+
+    Made once per provider (:func:`_meters_for`): the SDK keeps the first of two
+    instruments of one name, so a second set would never be read.
+    """
+
+    def __init__(self, meter: Any) -> None:
         self._lock = threading.RLock()
         # The live connections (weakly: one never closed is folded when collected) and
         # the counts of the ones that ended, per app.
@@ -236,22 +254,16 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
 
-    def __repr__(self) -> str:
-        return f"<Telemetry metrics={self.metrics_on} traces={self.traces_on}>"
-
-    @property
-    def on(self) -> bool:
-        """Tell whether anything is recorded at all."""
-        return self.metrics_on or self.traces_on
-
     # -- the registry of connections -----------------------------------------------------
 
-    def _register(self, conn: ConnectionTelemetry) -> Callable[[], None]:
+    def register(self, conn: ConnectionTelemetry) -> Callable[[], None]:
+        """Read ``conn``'s counters from now on; return what folds them in (once)."""
         with self._lock:
             self._live.add(conn)
         return weakref.finalize(conn, self._fold, conn.app_id, conn.stats)
 
-    def _retire(self, conn: ConnectionTelemetry) -> None:
+    def retire(self, conn: ConnectionTelemetry) -> None:
+        """``conn`` ended: fold its counts into its app's totals."""
         with self._lock:  # one step: a collection sees it live or folded, never both
             self._live.discard(conn)
             conn.finalizer()
@@ -306,6 +318,19 @@ class Telemetry:
         return [
             Observation(counts.get(key, 0), {"fal.app_id": key[0], "state": key[1]}) for key in seen
         ]
+
+
+_meters_lock = threading.Lock()
+_meters: weakref.WeakKeyDictionary[Any, _Meters] = weakref.WeakKeyDictionary()
+
+
+def _meters_for(provider: Any) -> _Meters:
+    """Return the instruments of ``provider``, made on first use."""
+    with _meters_lock:
+        meters = _meters.get(provider)
+        if meters is None:
+            meters = _meters[provider] = _Meters(provider.get_meter(_SCOPE, __version__))
+        return meters
 
 
 # What each observable counter reads from a connection's stats: (attributes, value) pairs.
@@ -463,9 +488,9 @@ class ConnectionTelemetry(NoTelemetry):
         self.latency = None
         if telemetry.metrics_on:
             self.latency = _recorder(
-                telemetry.result_latency, self._attrs, telemetry.latency_sample_interval_s
+                telemetry.meters.result_latency, self._attrs, telemetry.latency_sample_interval_s
             )
-        self.finalizer = telemetry._register(self)
+        self.finalizer = telemetry.meters.register(self)
 
     @contextlib.contextmanager
     def opening(self) -> Iterator[Opening]:
@@ -487,7 +512,7 @@ class ConnectionTelemetry(NoTelemetry):
                     _fail_span(span, opening.error)
                     attrs = {**attrs, "error.type": opening.error.code}
                 if telemetry.metrics_on:
-                    telemetry.connect_duration.record(time.perf_counter() - started, attrs)
+                    telemetry.meters.connect_duration.record(time.perf_counter() - started, attrs)
 
     @contextlib.contextmanager
     def fetching_token(self) -> Iterator[None]:
@@ -533,7 +558,7 @@ class ConnectionTelemetry(NoTelemetry):
         if outage is not None:
             outage.set_attribute("fal_realtime.outcome", "closed")
             outage.end()
-        self._telemetry._retire(self)
+        self._telemetry.meters.retire(self)
 
 
 def _recorder(
@@ -600,7 +625,7 @@ class WsTelemetry:
     def response(self, status: int, error: RealtimeError | None = None) -> None:
         """Count one response read (by ``recv``/``stream``)."""
         if self._telemetry.metrics_on:
-            self._telemetry.ws_requests.add(1, self._status_attrs(status, error))
+            self._telemetry.meters.ws_requests.add(1, self._status_attrs(status, error))
 
     def _status_attrs(self, status: int | None, error: RealtimeError | None) -> dict[str, Any]:
         attrs: dict[str, Any] = dict(self._attrs)
@@ -633,9 +658,9 @@ class WsTelemetry:
                     _fail_span(span, record.error)
                 if telemetry.metrics_on and (record.status is not None or record.error):
                     attrs = self._status_attrs(record.status, record.error)
-                    telemetry.ws_requests.add(1, attrs)
+                    telemetry.meters.ws_requests.add(1, attrs)
                     if record.time_to_first_byte is not None:
-                        telemetry.ws_time_to_first_byte.record(
+                        telemetry.meters.ws_time_to_first_byte.record(
                             record.time_to_first_byte, self._attrs
                         )
 

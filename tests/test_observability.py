@@ -193,9 +193,11 @@ async def test_obs_1_metrics_of_a_faulty_session(proxy: FaultProxy, otel: Otel) 
 
 async def test_obs_2_connections_by_state_while_open(running: RunningGateway, otel: Otel) -> None:
     """OBS-2: fal_realtime.connections counts live connections by state, per app."""
+    # Two Telemetry objects over one meter provider share its instruments.
+    other = Telemetry(meter_provider=otel.meters, tracer_provider=otel.tracers)
     opened = [
-        await fal_realtime.connect(APP, base_url=running.ws_url, key=KEY, telemetry=otel.telemetry)
-        for _ in range(2)
+        await fal_realtime.connect(APP, base_url=running.ws_url, key=KEY, telemetry=telemetry)
+        for telemetry in (otel.telemetry, other)
     ]
     assert otel.value("fal_realtime.connections", state="open", fal_app_id=APP) == 2
     await opened[0].close()

@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
             "  fal-realtime demo                               gateway + client, one process\n"
             "  fal-realtime serve --demo                       a local gateway on :8080\n"
             "  fal-realtime send fal-ai/echo '{\"a\": 1}'        one realtime payload\n"
-            "  fal-realtime ws fal-ai/any-llm '{\"prompt\": \"hi\"}' --stream\n"
+            '  fal-realtime ws fal-ai/any-llm \'{"prompt": "hi"}\' --stream\n'
             "  fal-realtime bench                              the quick benchmark\n"
             "  fal-realtime proxy --allow-app fal-ai/echo      fal's server proxy for a web page\n"
             "\nenvironment: FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET), FAL_RUN_HOST, "
