@@ -24,7 +24,10 @@ Cost, and why it is shaped this way:
   interval; a clock read per result otherwise). That keeps a fast stream's cost out of
   sight while a dashboard's quantiles stay true (which result is sampled does not depend
   on its latency); ``latency_sample_interval_s=0`` records every result, at the SDK's
-  price. ``connect.duration`` and the spans are per socket, rare by nature.
+  price. ``connect.duration`` and the spans are per socket, rare by nature. Measured
+  (``python -m benchmarks --only lockstep``, two runs on a shared, loaded 2-core machine,
+  round trips per second against the same client with no provider): 0.96 and 1.02 with
+  the default sampling, 0.80 and 0.77 recording every result.
 - ``fal_realtime.connections`` (by ``state``) is observed as well: the live connections'
   states are read at collection time.
 
