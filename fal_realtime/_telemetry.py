@@ -233,28 +233,25 @@ class _Meters:
             unit="{connection}",
             description="Realtime connections, by state",
         )
-        self.result_latency = meter.create_histogram(
+        self.result_latency = _seconds(
+            meter,
             "fal_realtime.result.latency",
-            unit="s",
-            description="From an input handed to the socket to the next result",
-            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+            "From an input handed to the socket to the next result",
         )
-        self.connect_duration = meter.create_histogram(
+        self.connect_duration = _seconds(
+            meter,
             "fal_realtime.connect.duration",
-            unit="s",
-            description="Opening one socket: token fetch and WebSocket handshake",
-            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+            "Opening one socket: token fetch and WebSocket handshake",
         )
         self.ws_requests = meter.create_counter(
             "fal_realtime.ws.requests",
             unit="{request}",
             description="HTTP-over-WebSocket responses read, by status",
         )
-        self.ws_time_to_first_byte = meter.create_histogram(
+        self.ws_time_to_first_byte = _seconds(
+            meter,
             "fal_realtime.ws.time_to_first_byte",
-            unit="s",
-            description="HTTP over WebSockets: from the request sent to its first body byte",
-            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+            "HTTP over WebSockets: from the request sent to its first body byte",
         )
 
     # -- the registry of connections -----------------------------------------------------
@@ -321,6 +318,23 @@ class _Meters:
         return [
             Observation(counts.get(key, 0), {"fal.app_id": key[0], "state": key[1]}) for key in seen
         ]
+
+
+def _seconds(meter: Any, name: str, description: str) -> Any:
+    """Return a histogram in seconds with buckets of 1 ms to 10 s.
+
+    The buckets are advice (opentelemetry-api 1.23+); an older API gets the SDK's
+    defaults, and a View may override either.
+    """
+    try:
+        return meter.create_histogram(
+            name,
+            unit="s",
+            description=description,
+            explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+        )
+    except TypeError:  # opentelemetry-api < 1.23
+        return meter.create_histogram(name, unit="s", description=description)
 
 
 _meters_lock = threading.Lock()

@@ -45,6 +45,7 @@ class Otel:
 
     def __init__(self) -> None:
         self.reader = InMemoryMetricReader()
+        self._series: dict[tuple[str, frozenset[Any]], tuple[dict[str, Any], Any]] = {}
         self.meters = MeterProvider(metric_readers=[self.reader])
         self.spans = InMemorySpanExporter()
         self.tracers = TracerProvider()
@@ -55,15 +56,22 @@ class Otel:
         )
 
     def points(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
-        """Collect now: metric name -> [(attributes, point)]."""
-        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        """Collect now: metric name -> [(attributes, point)], each series' latest point.
+
+        Series collected before are kept: SDKs before 1.2x leave out a cumulative
+        histogram that recorded nothing since the last collection.
+        """
         data = self.reader.get_metrics_data()
         assert data is not None
         for resource in data.resource_metrics:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
                     for point in metric.data.data_points:
-                        out.setdefault(metric.name, []).append((dict(point.attributes), point))
+                        attrs = dict(point.attributes)
+                        self._series[(metric.name, frozenset(attrs.items()))] = (attrs, point)
+        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        for (name, _), series in self._series.items():
+            out.setdefault(name, []).append(series)
         return out
 
     def value(self, name: str, **attrs: str) -> Any:
