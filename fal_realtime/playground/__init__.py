@@ -21,23 +21,22 @@ Messages, all JSON text. Browser → relay: ``{"prompt": str, "image_size": str,
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.resources
-import logging
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from ..errors import INVALID_INPUT, RealtimeError
 from ..proxy import Proxy, ProxyRequest
 from ..proxy._aio import handle_token
-from ..realtime import ConnectionState, RealtimeConnection, connect
+from ..realtime import ConnectionState, connect
 from ..server import Gateway, RunningGateway
 from ..server.demo import register_demo_apps
+from ._tabs import Tab, Tabs
 from .camera import CAMERA_PAGE_PATH, CameraPlayground
 
 __all__ = [
@@ -50,8 +49,6 @@ __all__ = [
     "Playground",
     "serve_playground",
 ]
-
-log = logging.getLogger("fal_realtime.playground")
 
 PAGE_PATH = "/playground/"
 SOCKET_PATH = "/playground/ws"
@@ -66,60 +63,33 @@ IMAGE_SIZES = frozenset(
 MAX_PROMPT_CHARS = 2000
 #: The largest message a tab may send; inputs are a prompt and two small fields.
 MAX_MESSAGE_BYTES = 16 * 1024
-#: How long close() waits for the tabs' handlers to finish.
-CLOSE_WAIT_S = 10.0
 
 
-class _Tab:
-    """One browser tab: its socket, and the relay's callbacks that write to it."""
+class _PromptTab:
+    """What the prompt page shows of one tab's relay: its results and its state."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.conn: RealtimeConnection | None = None
-        self.finished = asyncio.Event()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if self.ws.closed:
-            return
-        # The tab may go away mid-write; its handler then closes the relay.
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(orjson.dumps(message).decode())
-
-    def stats(self) -> dict[str, Any]:
-        if self.conn is None:
-            return {}
-        stats = self.conn.stats
-        latency = stats.last_latency_s
-        return {
-            "sent": stats.sent,
-            "coalesced": stats.coalesced,
-            "received": stats.results,
-            "last_latency_ms": None if latency is None else round(latency * 1000, 1),
-            "state": self.conn.state.value,
-        }
+    def __init__(self, tab: Tab) -> None:
+        self.tab = tab
 
     async def on_result(self, result: Any) -> None:
         images = result.get("images") if isinstance(result, dict) else None
         image = images[0] if isinstance(images, list) and images else None
         if not isinstance(image, dict):
-            await self.send({"type": "error", "code": "NO_IMAGE", "message": "no image"})
+            await self.tab.send({"type": "error", "code": "NO_IMAGE", "message": "no image"})
             return
-        await self.send(
+        await self.tab.send(
             {
                 "type": "result",
                 "image": image.get("url"),
                 "width": image.get("width"),
                 "height": image.get("height"),
                 "seed": result.get("seed"),
-                "stats": self.stats(),
+                "stats": self.tab.stats(),
             }
         )
 
-    async def on_error(self, error: RealtimeError) -> None:
-        await self.send({"type": "error", "code": error.code, "message": error.message})
-
     async def on_state_change(self, state: ConnectionState) -> None:
-        await self.send({"type": "state", "state": state.value})
+        await self.tab.send({"type": "state", "state": state.value})
 
 
 class Playground:
@@ -134,9 +104,7 @@ class Playground:
         self.app = app
         self.throttle_interval = throttle_interval
         self.base_url: str | None = None
-        self._tabs: set[_Tab] = set()
-        # Relay closes in flight: they outlive a cancelled tab handler, and close() awaits them.
-        self._closing: set[asyncio.Task[None]] = set()
+        self._tabs = Tabs(name="playground", max_message_bytes=MAX_MESSAGE_BYTES)
         page = importlib.resources.files(__package__).joinpath("index.html")
         self._page = page.read_text(encoding="utf-8")
         direct = importlib.resources.files(__package__).joinpath("direct.html")
@@ -146,7 +114,7 @@ class Playground:
     @property
     def open_relays(self) -> int:
         """Return how many tabs have a relay connection open now."""
-        return sum(1 for tab in self._tabs if tab.conn is not None and not tab.conn.closed)
+        return self._tabs.open_relays
 
     def mount(self, gateway: Gateway) -> None:
         """Serve the page, the tabs' socket and the stats on ``gateway``."""
@@ -155,7 +123,7 @@ class Playground:
                 web.get(PAGE_PATH.rstrip("/"), self._redirect),
                 web.get(PAGE_PATH, self._index),
                 web.get(SOCKET_PATH, self._socket),
-                web.get(STATS_PATH, self._stats),
+                web.get(STATS_PATH, self._tabs.handle_stats),
                 web.get(DIRECT_PATH, self._direct),
                 web.route("*", TOKEN_PATH, self._token),
             ],
@@ -168,18 +136,7 @@ class Playground:
         :func:`serve_playground` calls this before the gateway stops, so that tabs are
         told and their handlers end on their own; the gateway calls it again at cleanup.
         """
-        tabs = list(self._tabs)
-        for tab in tabs:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await tab.ws.close(code=WSCloseCode.GOING_AWAY, message=b"playground stopping")
-        try:
-            async with asyncio.timeout(CLOSE_WAIT_S):
-                for tab in tabs:
-                    await tab.finished.wait()
-        except TimeoutError:
-            log.warning("fal_realtime.playground: tab handlers still running after close")
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._tabs.close()
 
     # -- handlers -------------------------------------------------------------------
 
@@ -209,57 +166,25 @@ class Playground:
             )
         return await handle_token(self._token_proxy, request)
 
-    async def _stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"tabs": len(self._tabs), "relays": self.open_relays})
-
     async def _socket(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.partition("://")[2] != request.host:
-            # Only the page itself may drive the relay (it spends the gateway's key).
-            raise web.HTTPForbidden(text="cross-origin playground sockets are refused")
-        if self.base_url is None:
-            raise web.HTTPServiceUnavailable(text="the playground is not connected yet")
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
-        await ws.prepare(request)
-        tab = _Tab(ws)
-        self._tabs.add(tab)
-        try:
-            try:
-                tab.conn = await connect(
-                    self.app,
-                    on_result=tab.on_result,
-                    on_error=tab.on_error,
-                    on_state_change=tab.on_state_change,
-                    connection_key=f"playground:{secrets.token_hex(8)}",
-                    throttle_interval=self.throttle_interval,
-                    base_url=self.base_url,
-                    key=self.key,
-                )
-            except RealtimeError as exc:
-                await tab.on_error(exc)
-                return ws
-            await tab.send({"type": "stats", "stats": tab.stats()})
-            await self._relay(tab)
-        finally:
-            try:
-                if tab.conn is not None:
-                    await asyncio.shield(self._close_relay(tab.conn))
-                await ws.close()
-            finally:
-                self._tabs.discard(tab)
-                tab.finished.set()
-        return ws
+        async with self._tabs.accept(request, ready=self.base_url is not None) as tab:
+            page = _PromptTab(tab)
+            connecting = connect(
+                self.app,
+                on_result=page.on_result,
+                on_error=tab.on_error,
+                on_state_change=page.on_state_change,
+                connection_key=f"playground:{secrets.token_hex(8)}",
+                throttle_interval=self.throttle_interval,
+                base_url=self.base_url,
+                key=self.key,
+            )
+            if await tab.open(connecting):
+                await tab.send({"type": "stats", "stats": tab.stats()})
+                await self._relay(tab)
+        return tab.ws
 
-    def _close_relay(self, conn: RealtimeConnection) -> asyncio.Task[None]:
-        """Close ``conn`` in a task of its own, which close() awaits if the handler cannot."""
-        task = asyncio.get_running_loop().create_task(
-            conn.close(), name="fal-realtime-playground-close"
-        )
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        return task
-
-    async def _relay(self, tab: _Tab) -> None:
+    async def _relay(self, tab: Tab) -> None:
         """Send each of the tab's inputs through its relay until the tab goes away."""
         assert tab.conn is not None
         async for msg in tab.ws:
