@@ -10,7 +10,8 @@ The page (``index.html``: plain HTML and JavaScript, no build step) opens a WebS
 ``/playground/ws`` on the gateway. Behind it, each tab gets a relay: this package's
 realtime client (:func:`fal_realtime.connect`, throttled, latest wins) connected to
 ``fal-ai/flux-lora-realtime`` on the same gateway with the gateway's key, which never
-reaches the browser. The relay is closed when the tab's socket closes.
+reaches the browser. The relay is closed when the tab's socket closes. The pages share
+one stylesheet (``playground.css``, at ``/playground/style.css``) and add their own rules.
 
 Messages, all JSON text. Browser → relay: ``{"prompt": str, "image_size": str,
 "seed": int | null}``. Relay → browser: ``{"type": "result", "image": URL, "width",
@@ -22,7 +23,6 @@ Messages, all JSON text. Browser → relay: ``{"prompt": str, "image_size": str,
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +36,7 @@ from ..proxy._aio import handle_token
 from ..realtime import ConnectionState, connect
 from ..server import Gateway, RunningGateway
 from ..server.demo import register_demo_apps
+from ._pages import STYLESHEET, static
 from ._tabs import Tab, Tabs
 from .camera import CAMERA_PAGE_PATH, CameraPlayground
 
@@ -53,6 +54,7 @@ __all__ = [
 PAGE_PATH = "/playground/"
 SOCKET_PATH = "/playground/ws"
 STATS_PATH = "/playground/stats"
+STYLE_PATH = "/playground/style.css"
 DIRECT_PATH = "/playground/direct/"
 TOKEN_PATH = "/playground/api/fal/token"
 APP = "fal-ai/flux-lora-realtime"
@@ -105,10 +107,6 @@ class Playground:
         self.throttle_interval = throttle_interval
         self.base_url: str | None = None
         self._tabs = Tabs(name="playground", max_message_bytes=MAX_MESSAGE_BYTES)
-        page = importlib.resources.files(__package__).joinpath("index.html")
-        self._page = page.read_text(encoding="utf-8")
-        direct = importlib.resources.files(__package__).joinpath("direct.html")
-        self._direct_page = direct.read_text(encoding="utf-8")
         self._token_proxy: Proxy | None = None
 
     @property
@@ -117,14 +115,15 @@ class Playground:
         return self._tabs.open_relays
 
     def mount(self, gateway: Gateway) -> None:
-        """Serve the page, the tabs' socket and the stats on ``gateway``."""
+        """Serve the pages, their stylesheet, the tabs' socket and the stats on ``gateway``."""
         gateway.add_routes(
             [
                 web.get(PAGE_PATH.rstrip("/"), self._redirect),
-                web.get(PAGE_PATH, self._index),
+                web.get(PAGE_PATH, static("index.html")),
+                web.get(STYLE_PATH, static(STYLESHEET)),
                 web.get(SOCKET_PATH, self._socket),
                 web.get(STATS_PATH, self._tabs.handle_stats),
-                web.get(DIRECT_PATH, self._direct),
+                web.get(DIRECT_PATH, static("direct.html")),
                 web.route("*", TOKEN_PATH, self._token),
             ],
             on_cleanup=self.close,
@@ -142,16 +141,6 @@ class Playground:
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(PAGE_PATH)
-
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            text=self._page, content_type="text/html", headers={"Cache-Control": "no-store"}
-        )
-
-    async def _direct(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            text=self._direct_page, content_type="text/html", headers={"Cache-Control": "no-store"}
-        )
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         """Give the direct page a token for the playground's app (same-origin pages only)."""

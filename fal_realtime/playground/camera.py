@@ -18,7 +18,6 @@ browser: a binary message is one result image (JPEG), followed by a text message
 
 from __future__ import annotations
 
-import importlib.resources
 import secrets
 from typing import Any
 
@@ -28,6 +27,7 @@ from aiohttp import WSMsgType, web
 from ..errors import INVALID_INPUT, RealtimeError
 from ..realtime import connect
 from ..server import Gateway
+from ._pages import STYLESHEET, static
 from ._tabs import Tab, Tabs
 
 __all__ = ["CAMERA_APP", "CAMERA_PAGE_PATH", "CAMERA_SOCKET_PATH", "CameraPlayground"]
@@ -35,6 +35,8 @@ __all__ = ["CAMERA_APP", "CAMERA_PAGE_PATH", "CAMERA_SOCKET_PATH", "CameraPlaygr
 CAMERA_PAGE_PATH = "/playground/camera"
 CAMERA_SOCKET_PATH = "/playground/camera/ws"
 CAMERA_STATS_PATH = "/playground/camera/stats"
+#: The shared stylesheet again, under the camera page's own path: the page works mounted alone.
+CAMERA_STYLE_PATH = "/playground/camera/style.css"
 CAMERA_APP = "fal-ai/fast-turbo-diffusion/image-to-image"
 DEFAULT_PROMPT = "a watercolour portrait, soft light"
 MAX_PROMPT_CHARS = 2000
@@ -108,8 +110,6 @@ class CameraPlayground:
         self.app = app
         self.base_url: str | None = None
         self._tabs = Tabs(name="playground-camera", max_message_bytes=MAX_FRAME_BYTES)
-        page = importlib.resources.files(__package__).joinpath("camera.html")
-        self._page = page.read_text(encoding="utf-8")
 
     @property
     def open_relays(self) -> int:
@@ -117,10 +117,11 @@ class CameraPlayground:
         return self._tabs.open_relays
 
     def mount(self, gateway: Gateway) -> None:
-        """Serve the page, the tabs' socket and the stats on ``gateway``."""
+        """Serve the page, its stylesheet, the tabs' socket and the stats on ``gateway``."""
         gateway.add_routes(
             [
-                web.get(CAMERA_PAGE_PATH, self._index),
+                web.get(CAMERA_PAGE_PATH, static("camera.html")),
+                web.get(CAMERA_STYLE_PATH, static(STYLESHEET)),
                 web.get(CAMERA_SOCKET_PATH, self._socket),
                 web.get(CAMERA_STATS_PATH, self._tabs.handle_stats),
             ],
@@ -130,11 +131,6 @@ class CameraPlayground:
     async def close(self) -> None:
         """Close every tab's socket (1001, going away) and relay; wait for them to finish."""
         await self._tabs.close()
-
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            text=self._page, content_type="text/html", headers={"Cache-Control": "no-store"}
-        )
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         async with self._tabs.accept(request, ready=self.base_url is not None) as tab:
