@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 import fal_realtime
 from fal_realtime.proxy import Proxy, ProxyRequest, loopback_only
 from fal_realtime.proxy._rules import Refusal, Upstreams, check_target, forwarded_headers
-from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.server import RunningGateway
 
 from .conftest import KEY, MS
 from .proxy_tools import FakeUpstream, serve_proxy
@@ -44,20 +44,6 @@ def allow_all(request: ProxyRequest) -> bool:
 def refuse_all(request: ProxyRequest) -> bool:
     """Refuse every request."""
     return False
-
-
-@pytest.fixture
-def issued(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the ``allowed_apps`` of every token the gateway issues."""
-    calls: list[list[str]] = []
-    issue = gateway.tokens.issue
-
-    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
-        calls.append(list(allowed_apps))
-        return issue(allowed_apps, lifetime_s, subject=subject)
-
-    monkeypatch.setattr(gateway.tokens, "issue", spy)
-    return calls
 
 
 @pytest.fixture
@@ -87,6 +73,14 @@ async def _post(
         async with http.request(method, f"{url}/proxy", data=data, headers=sent) as resp:
             headers = {k.lower(): v for k, v in resp.headers.items()}
             return resp.status, headers, await resp.read()
+
+
+async def _through_open_proxy(http: aiohttp.ClientSession, target: str) -> tuple[int, bytes]:
+    """POST ``{"a": 1}`` to ``target`` through a proxy that allows every app; return the
+    status and body."""
+    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
+        status, _, body = await _post(http, url, target, {"a": 1})
+    return status, body
 
 
 @ADAPTERS
@@ -184,8 +178,7 @@ async def test_proxy_5_other_hosts_are_refused(
 ) -> None:
     """PROXY-5: a target on any host other than fal's (or a rest.fal.ai route not served) is
     refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, body = await _post(http, url, target, {"a": 1})
+    status, body = await _through_open_proxy(http, target)
     assert status == 400, body
     assert "detail" in orjson.loads(body)
 
@@ -198,8 +191,7 @@ async def test_proxy_6_plain_http_and_schemeless_targets_are_refused(
     target: str, http: aiohttp.ClientSession, at_gateway: RunningGateway
 ) -> None:
     """PROXY-6: http://, ws:// and scheme-less targets are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -217,8 +209,7 @@ async def test_proxy_7_ip_literals_are_refused(
     target: str, http: aiohttp.ClientSession, at_gateway: RunningGateway
 ) -> None:
     """PROXY-7: IP-literal targets (v4, v6, decimal, hex) are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -239,8 +230,7 @@ async def test_proxy_8_userinfo_and_authority_tricks_are_refused(
 ) -> None:
     """PROXY-8: userinfo (fal.run@evil), ports, fragments and trailing dots in the authority
     are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -263,8 +253,7 @@ async def test_proxy_9_encoded_and_dot_segment_paths_are_refused(
     target: str, http: aiohttp.ClientSession, at_gateway: RunningGateway
 ) -> None:
     """PROXY-9: encoded, dot-segment, empty-segment and backslash paths are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 

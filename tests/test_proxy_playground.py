@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -33,22 +32,20 @@ def _demo_seed(prompt: str) -> int:
     return int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
 
 
+@pytest.fixture
+def gateway() -> Gateway:
+    """Return a gateway with the demo apps and a key of its own (the playground's)."""
+    gateway = Gateway(heartbeat_s=None)
+    register_demo_apps(gateway)
+    return gateway
+
+
 async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, gateway: Gateway, issued: list[list[str]]
 ) -> None:
     """PROXY-WEB-1: in Chromium, the direct page gets a token from the playground's token
     route, opens the realtime socket to the gateway itself and draws the typed prompt; the
     key never reaches the page and other sites' pages get no token."""
-    gateway = Gateway(heartbeat_s=None)
-    register_demo_apps(gateway)
-    issued: list[list[str]] = []
-    issue = gateway.tokens.issue
-
-    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
-        issued.append(list(allowed_apps))
-        return issue(allowed_apps, lifetime_s, subject=subject)
-
-    monkeypatch.setattr(gateway.tokens, "issue", spy)
     key = gateway.generated_key
     assert key is not None
     playground = Playground(key=key)
