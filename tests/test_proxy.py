@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from fal_realtime.proxy import Proxy, ProxyRequest, loopback_only
 from fal_realtime.proxy._rules import Refusal, Upstreams, check_target, forwarded_headers
 from fal_realtime.server import RunningGateway
 
+from .child_tools import CHILD_WAIT, interrupt, launch
 from .conftest import KEY, MS
 from .proxy_tools import FakeUpstream, serve_proxy
 
@@ -34,6 +36,7 @@ ALLOWED = ["fal-ai/echo", "fal-ai/any-llm", "test/slow"]
 ECHO_TARGET = "https://fal.run/fal-ai/echo"
 LLM_TARGET = "https://fal.run/fal-ai/any-llm"
 TOKENS_TARGET = "https://rest.fal.ai/tokens/"
+PROXY_LISTENING = re.compile(r"^fal-realtime proxy listening on (http://127\.0\.0\.1:\d+/api/fal)$")
 
 
 def allow_all(request: ProxyRequest) -> bool:
@@ -625,35 +628,19 @@ async def test_proxy_23_cli_serves_proxy_and_token_routes(
 ) -> None:
     """PROXY-23: `fal-realtime proxy --port 0 --allow-app fal-ai/echo` serves /api/fal/token
     and /api/fal/proxy for local pages, refuses other sites' pages, and stops on Ctrl-C."""
-    import os
-    import re
-    import signal
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-    env["FAL_KEY"] = KEY
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fal_realtime",
+    proc, lines = await launch(
         "proxy",
         "--port",
         "0",
         "--allow-app",
         "fal-ai/echo",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+        until="fal-realtime proxy listening on ",
+        env={"FAL_KEY": KEY, "FAL_RUN_HOST": at_gateway.ws_url},
     )
-    assert proc.stdout is not None and proc.stderr is not None
     try:
-        async with asyncio.timeout(60_000 * MS):
-            first = (await proc.stdout.readline()).decode()
-            match = re.match(
-                r"^fal-realtime proxy listening on (http://127\.0\.0\.1:\d+/api/fal)$",
-                first.strip(),
-            )
-            assert match, first + (await proc.stderr.read()).decode()
+        async with asyncio.timeout(CHILD_WAIT):
+            match = PROXY_LISTENING.match(lines[0])
+            assert match, lines
             url = match.group(1)
             async with http.get(f"{url}/token", params={"app": "fal-ai/echo"}) as resp:
                 assert resp.status == 200
@@ -669,14 +656,11 @@ async def test_proxy_23_cli_serves_proxy_and_token_routes(
             status, _, _ = await _post(http, url, "https://fal.run/fal-ai/any-llm", {"a": 1})
             assert status == 403
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(60_000 * MS):
-            out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert "Traceback" not in err.decode()
-    assert KEY not in out.decode() + err.decode()
-    assert out.decode().rstrip().endswith("proxy stopped")
+        code, out, err = await interrupt(proc)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert KEY not in "\n".join(lines) + out + err
+    assert out.rstrip().endswith("proxy stopped")
 
 
 async def test_proxy_24_a_session_of_yours_is_used_and_left_open(

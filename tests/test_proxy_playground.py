@@ -8,8 +8,6 @@ the helpers of ``test_playground_browser``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from pathlib import Path
 
 import aiohttp
@@ -19,17 +17,10 @@ from fal_realtime.playground import DIRECT_PATH, TOKEN_PATH, Playground
 from fal_realtime.server import Gateway
 from fal_realtime.server.demo import register_demo_apps
 
-from .test_playground_browser import CHROMIUM, WINDOW, chromium
+from .browser_tools import chromium, demo_seed, needs_chromium
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Chromium at /usr/bin/chromium (Debian: apt-get install chromium)",
-)
+pytestmark = needs_chromium
 PROMPT = "a red fox in the snow"
-
-
-def _demo_seed(prompt: str) -> int:
-    return int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
 
 
 @pytest.fixture
@@ -61,13 +52,6 @@ async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
             async with http.get(f"{running.url}{TOKEN_PATH}", params={"app": "fal-ai/echo"}) as r:
                 assert r.status == 403
         async with chromium(url, tmp_path / "profile") as page:
-            await page.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=WINDOW[0],
-                height=WINDOW[1],
-                deviceScaleFactor=1,
-                mobile=False,
-            )
             await page.wait_until(
                 "document.getElementById('status')?.textContent.startsWith('socket idle')",
                 "the page's status line",
@@ -80,7 +64,7 @@ async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
                     const img = document.querySelector('#canvas img');
                     const caption = document.getElementById('caption').textContent;
                     return img && img.complete && img.naturalWidth > 0
-                        && caption.endsWith('seed {_demo_seed(PROMPT)}') && caption;
+                        && caption.endsWith('seed {demo_seed(PROMPT)}') && caption;
                 }})()""",
                 "image of the whole prompt",
             )
@@ -90,8 +74,5 @@ async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
             assert await page.evaluate("document.getElementById('error').textContent") == ""
             html = await page.evaluate("document.documentElement.outerHTML")
             assert key not in html
-            screenshot = await page.call("Page.captureScreenshot", format="png")
-            png = base64.b64decode(screenshot["data"])
-            assert png[:8] == b"\x89PNG\r\n\x1a\n"
-            (tmp_path / "direct.png").write_bytes(png)
+            await page.screenshot(tmp_path / "direct.png")
     assert issued == [["flux-lora-realtime"]]
