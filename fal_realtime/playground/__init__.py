@@ -27,7 +27,6 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from aiohttp import WSMsgType, web
 
 from ..errors import INVALID_INPUT, RealtimeError
@@ -37,7 +36,7 @@ from ..realtime import ConnectionState, connect
 from ..server import Gateway, RunningGateway
 from ..server.demo import register_demo_apps
 from ._pages import STYLESHEET, static
-from ._tabs import Tab, Tabs
+from ._tabs import Tab, Tabs, checked_prompt, json_object
 from .camera import CAMERA_PAGE_PATH, CameraPlayground
 
 __all__ = [
@@ -62,7 +61,6 @@ THROTTLE_S = 0.064
 IMAGE_SIZES = frozenset(
     {"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
 )
-MAX_PROMPT_CHARS = 2000
 #: The largest message a tab may send; inputs are a prompt and two small fields.
 MAX_MESSAGE_BYTES = 16 * 1024
 
@@ -199,15 +197,8 @@ def _same_origin(request: ProxyRequest) -> bool:
 
 def _input(text: str) -> dict[str, Any]:
     """Return the realtime input for a tab's message; raise ValueError when it is bad."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise ValueError('send a JSON object such as {"prompt": "a tiger"}')
-    prompt = value.get("prompt")
-    if not isinstance(prompt, str) or not 0 < len(prompt) <= MAX_PROMPT_CHARS:
-        raise ValueError(f"prompt must be a string of 1 to {MAX_PROMPT_CHARS} characters")
+    value = json_object(text, example='{"prompt": "a tiger"}')
+    prompt = checked_prompt(value.get("prompt"))
     image_size = value.get("image_size", "landscape_16_9")
     if image_size not in IMAGE_SIZES:
         raise ValueError(f"image_size must be one of {', '.join(sorted(IMAGE_SIZES))}")

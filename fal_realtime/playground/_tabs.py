@@ -1,4 +1,5 @@
-"""What the playground's pages share: a tab's socket and relay, and a page's open tabs.
+"""What the playground's pages share: a tab's socket and relay, a page's open tabs, and
+the checks of what a tab sends.
 
 Each page (:class:`~fal_realtime.playground.Playground`,
 :class:`~fal_realtime.playground.CameraPlayground`) has a :class:`Tabs`; its socket handler
@@ -24,6 +25,7 @@ log = logging.getLogger("fal_realtime.playground")
 
 #: How long close() waits for the tabs' handlers to finish.
 CLOSE_WAIT_S = 10.0
+MAX_PROMPT_CHARS = 2000
 
 
 class Tab:
@@ -155,3 +157,22 @@ class Tabs:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         return task
+
+
+def json_object(text: str, *, example: str) -> dict[str, Any]:
+    """Return the JSON object a tab sent; raise ValueError, showing ``example``, if it is not."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"send a JSON object such as {example}")
+    return value
+
+
+def checked_prompt(prompt: Any) -> str:
+    """Return ``prompt`` if it is a string of 1 to MAX_PROMPT_CHARS characters; else raise
+    ValueError."""
+    if not isinstance(prompt, str) or not 0 < len(prompt) <= MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt must be a string of 1 to {MAX_PROMPT_CHARS} characters")
+    return prompt

@@ -21,14 +21,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import orjson
 from aiohttp import WSMsgType, web
 
 from ..errors import INVALID_INPUT, RealtimeError
 from ..realtime import connect
 from ..server import Gateway
 from ._pages import STYLESHEET, static
-from ._tabs import Tab, Tabs
+from ._tabs import Tab, Tabs, checked_prompt, json_object
 
 __all__ = ["CAMERA_APP", "CAMERA_PAGE_PATH", "CAMERA_SOCKET_PATH", "CameraPlayground"]
 
@@ -39,7 +38,6 @@ CAMERA_STATS_PATH = "/playground/camera/stats"
 CAMERA_STYLE_PATH = "/playground/camera/style.css"
 CAMERA_APP = "fal-ai/fast-turbo-diffusion/image-to-image"
 DEFAULT_PROMPT = "a watercolour portrait, soft light"
-MAX_PROMPT_CHARS = 2000
 #: The largest frame a tab may send (a camera JPEG is tens of kB).
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
@@ -69,15 +67,8 @@ class _CameraTab:
 
     def settings(self, text: str) -> None:
         """Take ``{"prompt", "strength"}`` from the page; raise ValueError when bad."""
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict):
-            raise ValueError('send a JSON object such as {"prompt": "a watercolour"}')
-        prompt = value.get("prompt", self.prompt)
-        if not isinstance(prompt, str) or not 0 < len(prompt) <= MAX_PROMPT_CHARS:
-            raise ValueError(f"prompt must be a string of 1 to {MAX_PROMPT_CHARS} characters")
+        value = json_object(text, example='{"prompt": "a watercolour"}')
+        prompt = checked_prompt(value.get("prompt", self.prompt))
         strength = value.get("strength", self.strength)
         if not isinstance(strength, int | float) or isinstance(strength, bool):
             raise ValueError("strength must be a number from 0 to 1")
