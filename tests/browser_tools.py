@@ -79,6 +79,24 @@ class DevTools:
             text = await self.evaluate("document.body.innerText")
             raise AssertionError(f"no {what} within {WAIT:g} s; the page says:\n{text}") from None
 
+    async def type_prompt(self, prompt: str, *, src_prefix: str = "") -> str:
+        """Type ``prompt`` into #prompt one key at a time, as a user does; wait for the image
+        of the whole prompt (its src starting with ``src_prefix``); return its caption."""
+        await self.evaluate("document.getElementById('prompt').focus()")
+        for char in prompt:  # one input event per key
+            await self.call("Input.insertText", text=char)
+        caption: str = await self.wait_until(
+            f"""(() => {{
+                const img = document.querySelector('#canvas img');
+                const caption = document.getElementById('caption').textContent;
+                return img && img.complete && img.naturalWidth > 0
+                    && img.src.startsWith('{src_prefix}')
+                    && caption.endsWith('seed {demo_seed(prompt)}') && caption;
+            }})()""",
+            "image of the whole prompt",
+        )
+        return caption
+
     async def screenshot(self, path: Path, *, docs: Path | None = None) -> bytes:
         """Save a PNG of the page at ``path`` (and, with FAL_RT_UPDATE_SCREENSHOT=1, at
         ``docs``); return it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .browser_tools import chromium, demo_seed, demo_web, leave_page, needs_chromium, stop_demo
+from .browser_tools import chromium, demo_web, leave_page, needs_chromium, stop_demo
 
 pytestmark = needs_chromium
 
@@ -33,20 +33,8 @@ async def test_usr_web_1_typing_in_the_playground_draws_images(tmp_path: Path) -
                 "document.getElementById('stats')?.textContent.startsWith('sent 0')",
                 "connected stats line",
             )
-            await page.evaluate("document.getElementById('prompt').focus()")
-            for char in PROMPT:  # one input event per key, as a user types
-                await page.call("Input.insertText", text=char)
             # Latest wins: the last input is always sent, so the last image is the whole prompt's.
-            caption = await page.wait_until(
-                f"""(() => {{
-                    const img = document.querySelector('#canvas img');
-                    const caption = document.getElementById('caption').textContent;
-                    return img && img.complete && img.naturalWidth > 0
-                        && img.src.startsWith('data:image/png;base64,')
-                        && caption.endsWith('seed {demo_seed(PROMPT)}') && caption;
-                }})()""",
-                "image of the whole prompt",
-            )
+            caption = await page.type_prompt(PROMPT, src_prefix="data:image/png;base64,")
             assert caption.startswith("128×72 · ")
             stats_text = await page.evaluate("document.getElementById('stats').textContent")
             match = STATS.match(stats_text)

@@ -17,7 +17,7 @@ from fal_realtime.playground import DIRECT_PATH, TOKEN_PATH, Playground
 from fal_realtime.server import Gateway
 from fal_realtime.server.demo import register_demo_apps
 
-from .browser_tools import chromium, demo_seed, needs_chromium
+from .browser_tools import chromium, needs_chromium
 
 pytestmark = needs_chromium
 PROMPT = "a red fox in the snow"
@@ -56,18 +56,7 @@ async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
                 "document.getElementById('status')?.textContent.startsWith('socket idle')",
                 "the page's status line",
             )
-            await page.evaluate("document.getElementById('prompt').focus()")
-            for char in PROMPT:
-                await page.call("Input.insertText", text=char)
-            caption = await page.wait_until(
-                f"""(() => {{
-                    const img = document.querySelector('#canvas img');
-                    const caption = document.getElementById('caption').textContent;
-                    return img && img.complete && img.naturalWidth > 0
-                        && caption.endsWith('seed {demo_seed(PROMPT)}') && caption;
-                }})()""",
-                "image of the whole prompt",
-            )
+            caption = await page.type_prompt(PROMPT)
             assert caption.startswith("128×72 · ")
             status = await page.evaluate("document.getElementById('status').textContent")
             assert status.startswith("socket open · tokens 1 · ")
