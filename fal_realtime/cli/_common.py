@@ -46,26 +46,25 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def port(text: str) -> int:
-    """Return the TCP port in ``text`` (0..65535; 0 picks a free one), for ``type=``."""
+def _integer(text: str, *, high: int | None, expected: str) -> int:
+    """Return the integer in ``text`` if it is 0..``high``; else raise ArgumentTypeError."""
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}")
+    if value < 0 or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def port(text: str) -> int:
+    """Return the TCP port in ``text`` (0..65535; 0 picks a free one), for ``type=``."""
+    return _integer(text, high=65535, expected="a port 0..65535")
 
 
 def count(text: str) -> int:
     """Return the integer >= 0 in ``text``, for ``type=``."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _integer(text, high=None, expected="an integer >= 0")
 
 
 def factor(text: str) -> float:
