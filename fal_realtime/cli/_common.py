@@ -9,11 +9,11 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, NoReturn
 
 from .._validate import check_seconds
-from ..errors import RealtimeError
+from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
 
 _JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
@@ -160,3 +160,37 @@ async def wait_for_stop() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+class Outcomes:
+    """A demo connection's errors, and waits until its results say enough (or it fails).
+
+    The owner calls :meth:`changed` after each result it records; :meth:`on_error` is the
+    connection's ``on_error``.
+    """
+
+    def __init__(self, *, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self.errors: list[RealtimeError] = []
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """Wake :meth:`wait_for` to look again."""
+        self._changed.set()
+
+    def on_error(self, error: RealtimeError) -> None:
+        """Keep ``error``: the wait in progress (or the next one) raises it."""
+        self.errors.append(error)
+        self._changed.set()
+
+    async def wait_for(self, done: Callable[[], bool], what: str) -> None:
+        """Wait until ``done()`` holds; raise the first error, or TIMEOUT after ``wait_s``."""
+        try:
+            async with asyncio.timeout(self.wait_s):
+                while not (self.errors or done()):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise RealtimeTimeoutError(TIMEOUT, f"no {what} within {self.wait_s:.0f} s") from None
+        if self.errors:
+            raise self.errors[0]
