@@ -42,7 +42,7 @@ from .gateway_tools import (
     send_msgpack,
 )
 from .stream_tools import streaming_connect
-from .test_interop_fal_client import ca, fal_async, tls_gateway  # noqa: F401 (fixtures)
+from .test_interop_fal_client import fal_async, tls_gateway  # noqa: F401 (fixtures)
 
 DATA = Path(__file__).resolve().parent / "data"
 #: The keys and types of an image result (fal's demos read ``images[0].content``).
