@@ -38,6 +38,10 @@ class RealtimeStats:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
     def error(self, code: str) -> None:
-        """Count one error with ``code``."""
+        """Count one error with ``code``.
+
+        Args:
+            code: the error's code (an :class:`~fal_realtime.ErrorCode` or the server's own).
+        """
         self.errors += 1
         self.errors_by_code[code] = self.errors_by_code.get(code, 0) + 1

@@ -30,6 +30,7 @@ import fal_realtime
 from fal_realtime import ConnectionState, RealtimeError, Telemetry, _telemetry
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.proxy import FaultProxy
+from fal_realtime.testing import connect_with_query
 
 from .child_tools import finish, start
 from .conftest import KEY, MS
@@ -133,8 +134,9 @@ async def faulty_session(proxy: FaultProxy, telemetry: Telemetry | None) -> Sess
             raised.append(True)
             raise ValueError("a callback bug")
 
-    conn = await fal_realtime.connect(
+    conn = await connect_with_query(
         APP,
+        {"fal_faults": "rate_limit_every=4"},
         on_result=on_result,
         on_error=errors.append,
         base_url=proxy.ws_url,
@@ -142,7 +144,6 @@ async def faulty_session(proxy: FaultProxy, telemetry: Telemetry | None) -> Sess
         throttle_interval=0,
         coalesce=False,
         max_backlog=1,
-        query={"fal_faults": "rate_limit_every=4"},
         telemetry=telemetry,
     )
     session = Session(conn, results, errors)
