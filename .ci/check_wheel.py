@@ -4,9 +4,10 @@
 
 Checks, from outside the source tree: the wheel's version is the source's
 (``fal_realtime/_version.py``) and ``fal_realtime.__version__``; the package and its
-subpackages import; ``py.typed`` ships; every playground page of the source tree ships;
-the pytest plugin is registered; ``fal-realtime --version`` and ``fal-realtime demo`` run
-(the demo with the ``media`` extra: its image, its any-llm answer, its camera line).
+subpackages import; ``py.typed`` ships; every playground page and stylesheet of the source
+tree ships; the pytest plugin is registered; ``fal-realtime --version`` and
+``fal-realtime demo`` run (the demo with the ``media`` extra: its image, its any-llm
+answer, its camera line).
 Exits 1 with one line per failed check.
 """
 
@@ -40,7 +41,8 @@ print(json.dumps({
     "dist_version": md.version("fal-realtime"),
     "location": str(package),
     "py_typed": (package / "py.typed").is_file(),
-    "pages": sorted(p.name for p in (package / "playground").glob("*.html")),
+    "pages": sorted(p.name for p in (package / "playground").iterdir()
+                    if p.suffix in (".html", ".css")),
     "plugin": "fal_realtime.pytest_plugin" in plugins,
 }))
 """
@@ -89,7 +91,8 @@ def main(argv: list[str]) -> int:
             failures.append(f"the wheel's name {wheel.name} does not carry {expected}")
         if not probe["py_typed"]:
             failures.append("py.typed is missing")
-        pages = sorted(p.name for p in (ROOT / "fal_realtime" / "playground").glob("*.html"))
+        source = ROOT / "fal_realtime" / "playground"
+        pages = sorted(p.name for p in source.iterdir() if p.suffix in (".html", ".css"))
         if probe["pages"] != pages:
             failures.append(f"playground pages shipped {probe['pages']}, source has {pages}")
         if not probe["plugin"]:

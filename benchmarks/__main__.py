@@ -26,7 +26,7 @@ from ._env import environment
 from ._harness import Options, ScenarioResult, machine, render_table, summary_rows
 from ._servers import raise_fd_limit
 
-#: Scenario modules in issue order (#5: 1 to 8; then #12's additions).
+#: The scenario modules, in the order they run and are charted (a new module adds its name).
 SCENARIOS = (
     "lockstep",
     "pipelined",
@@ -36,8 +36,9 @@ SCENARIOS = (
     "throttle",
     "reconnect",
     "capacity",
+    "demoapps",
     "coldstart",
-    # issue 19: camera frames on a slow link, to a slow model, and many streams at once
+    # camera frames on a slow link, to a slow model, and many streams at once
     "slowlink",
     "slowmodel",
     "media",
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {info['python']}, {info['cpus']} CPUs"
     )
     document: dict[str, Any] = {
-        "suite": "fal_realtime benchmarks (issue #5)",
+        "suite": "fal_realtime benchmarks",
         "mode": "quick" if args.quick else "full",
         "loop": "uvloop" if args.uvloop else "asyncio",
         "seconds": round(total, 1),

@@ -118,17 +118,10 @@ Sender = Callable[[StreamLog], contextlib.AbstractAsyncContextManager[Send]]
 def superseded_by(stats: Any) -> int:
     """Return what a fal_realtime connection superseded: in its throttle and at its link.
 
-    Reads ``stats.coalesced`` and, when the client has it, the count of frames
-    superseded while waiting for the link (issue 19 item 1), under whichever name
-    it has: ``superseded_at_link``, ``superseded_link`` or ``superseded``.
+    ``stats.coalesced`` counts both (``stats.superseded_at_link`` is the part that
+    waited for the link).
     """
-    at_link = 0
-    for name in ("superseded_at_link", "superseded_link", "superseded"):
-        value = getattr(stats, name, None)
-        if isinstance(value, int):
-            at_link = value
-            break
-    return int(getattr(stats, "coalesced", 0)) + at_link
+    return int(stats.coalesced)
 
 
 def sender_ours(base: str, env: Env, app: str, **options: Any) -> Sender:

@@ -100,7 +100,7 @@ class Metric:
 
 @dataclass(slots=True)
 class Target:
-    """A target of the issue: ``value op threshold``."""
+    """A target a scenario is judged on: ``value op threshold``."""
 
     label: str
     value: float

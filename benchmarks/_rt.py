@@ -5,18 +5,15 @@
 - ``fal_realtime``: :func:`fal_realtime.connect` (throttle off unless asked, ``Key`` header).
 - ``fal-client``: ``AsyncClient.realtime`` over ``wss://`` (it always uses TLS and a token).
 
-Issue 12's comparisons also use *the careful user's* raw aiohttp: one shared
-``ClientSession`` (no connector limit) and ``ws_connect(..., heartbeat=30)`` per socket
-(:func:`careful_session`, :func:`careful_ws_connect`). Whether :func:`fal_realtime.connect`
-takes a ``session=`` keyword (the client core's redesign adds one) is found out with
-``inspect.signature`` (:func:`connect_takes_session`), so the same benchmark measures the
-client before and after it.
+The ``scale`` and ``coldstart`` comparisons also use *the careful user's* raw aiohttp:
+one shared ``ClientSession`` (no connector limit) and ``ws_connect(..., heartbeat=30)``
+per socket (:func:`careful_session`, :func:`careful_ws_connect`); this client runs there
+with its defaults and with ``session=`` (one shared ``ClientSession``, as the floor has).
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -33,36 +30,19 @@ __all__ = [
     "PAYLOAD",
     "careful_session",
     "careful_ws_connect",
-    "connect_takes_session",
     "contenders",
     "open_fal_client",
     "open_ours",
     "open_raw",
     "open_websockets",
     "realtime_url",
-    "session_variant_note",
 ]
 
 #: A small realtime input, as a prompt-driven app gets.
 PAYLOAD: dict[str, Any] = {"prompt": "a photo of a cat", "seed": 42, "steps": 2}
 HEADERS = {"Authorization": f"Key {KEY}"}
-#: The ping interval of both sides in issue 12's comparisons (this client's default).
+#: The ping interval of both sides in the careful-user comparisons (this client's default).
 HEARTBEAT_S = 30.0
-
-
-def connect_takes_session() -> bool:
-    """Tell whether :func:`fal_realtime.connect` accepts a ``session=`` keyword."""
-    return "session" in inspect.signature(fal_realtime.connect).parameters
-
-
-def session_variant_note() -> str:
-    """Say which variant of ``connect()`` this run measures (for the scenario's notes)."""
-    if connect_takes_session():
-        return (
-            "connect() takes session=: measured by default and with session= "
-            "(one ClientSession shared by all of this client's connections)"
-        )
-    return "connect() has no session= keyword: measured by default only"
 
 
 def careful_session() -> aiohttp.ClientSession:

@@ -5,11 +5,11 @@
 KIND is ``raw`` (the careful user's raw aiohttp: one shared ``ClientSession``,
 ``ws_connect`` with heartbeat per socket, a reader task per socket), ``websockets``,
 ``ours`` (:func:`fal_realtime.connect`, defaults) or ``ours-session`` (the same with
-``session=`` one shared ``ClientSession``; only when ``connect()`` takes it). The
-worker raises its open-files limit, opens and closes one connection (imports, caches,
-one-time set-up), reads its RSS (the baseline), then opens N connections to
-``fal-ai/echo`` 100 at a time (each sends one input and waits for its result), lets
-them sit idle, reads its RSS again after ``gc.collect()``, and closes them all at once.
+``session=``: one shared ``ClientSession``). The worker raises its open-files limit,
+opens and closes one connection (imports, caches, one-time set-up), reads its RSS (the
+baseline), then opens N connections to ``fal-ai/echo`` 100 at a time (each sends one
+input and waits for its result), lets them sit idle, reads its RSS again after
+``gc.collect()``, and closes them all at once.
 It prints one JSON line: the timings, the RSS, and the errors counted on the way.
 
 Only the public API of each library is used, so the same worker measures this client
@@ -35,7 +35,7 @@ from ._env import KEY
 from ._rt import HEADERS, PAYLOAD, careful_session, careful_ws_connect, realtime_url
 from ._servers import raise_fd_limit, rss_bytes
 
-#: Connections opening at once (issue 12: "100 at a time").
+#: Connections opening at once (the scale target: "100 at a time").
 CONCURRENCY = 100
 IDLE_S = 1.0
 #: How long one connection may take to open and answer before it counts as an error.

@@ -1,4 +1,4 @@
-"""Scenario 8: gateway capacity, realtime echo with N clients at 15 messages/s each.
+"""Capacity: the gateway's capacity, realtime echo with N clients at 15 messages/s each.
 
 N connections to the gateway's ``fal-ai/echo`` each send 15 inputs per second on their
 own schedule (evenly spread phases); every input carries its send time and the echo

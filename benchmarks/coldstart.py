@@ -1,4 +1,4 @@
-"""Scenario 9 (issue 12): cold start, from ``connect()`` to the first result of one ``send()``.
+"""Cold start: from ``connect()`` to the first result of one ``send()``.
 
 One sample opens a new connection to ``fal-ai/echo`` on the gateway, sends one input
 and stops the clock at its result; the connection is then closed, off the clock.
@@ -11,8 +11,8 @@ in ``--quick``, 100 in the full run (``--rounds`` sets it, never below 40):
   ``on_result`` (every option at its default, ``Key`` auth).
 - ``fal_realtime lazy=True``: the same with ``lazy=True`` (``connect()`` returns at once
   and the socket opens on the first ``send``).
-- with ``session=`` when ``connect()`` takes it (found with ``inspect.signature``): both
-  of the above again, given one ``ClientSession`` created beforehand.
+- with ``session=``: both of the above again, given one ``ClientSession`` created
+  beforehand.
 
 Reported: the median and p90 per contender. Target: each of this client's variants
 <= 1.3 x raw aiohttp, judged on the ratio of the medians (its ± is over five slices of
@@ -38,9 +38,7 @@ from ._rt import (
     PAYLOAD,
     careful_session,
     careful_ws_connect,
-    connect_takes_session,
     realtime_url,
-    session_variant_note,
 )
 
 NAME = "coldstart"
@@ -48,7 +46,7 @@ TITLE = "cold start: connect() -> send() -> first result"
 RAW = "raw aiohttp"
 SLICES = 5
 THRESHOLD = 1.3
-#: Samples per contender, at least (issue 12: the median of 40); ``--rounds`` cannot go lower.
+#: Samples per contender, at least (a median of 40 or more); ``--rounds`` cannot go lower.
 MIN_SAMPLES = 40
 
 Measure = Callable[[], Awaitable[Sample]]
@@ -103,17 +101,15 @@ async def run(env: Env) -> ScenarioResult:
         NAME, TITLE, {"first_result_ms": "ms to first result"}, primary="first_result_ms"
     )
     result.per_trial = True
-    result.notes.append(session_variant_note())
-    # The floor's shared session, and the one handed to connect(session=) when it exists.
+    # The floor's shared session, and the one handed to connect(session=).
     async with careful_session() as floor, careful_session() as ours_session:
         table: dict[str, Measure] = {
             RAW: raw(floor, realtime_url(base)),
             "fal_realtime": ours(base),
             "fal_realtime lazy=True": ours(base, lazy=True),
+            "fal_realtime (session=)": ours(base, session=ours_session),
+            "fal_realtime lazy=True (session=)": ours(base, lazy=True, session=ours_session),
         }
-        if connect_takes_session():
-            table["fal_realtime (session=)"] = ours(base, session=ours_session)
-            table["fal_realtime lazy=True (session=)"] = ours(base, lazy=True, session=ours_session)
         samples = max(MIN_SAMPLES, opts.n_rounds(MIN_SAMPLES, 100))
         await interleave(result, table, samples, timeout_s=30)
     for name in table:

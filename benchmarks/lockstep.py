@@ -1,11 +1,11 @@
-"""Scenario 1: realtime lock-step round trips per second (throttle off).
+"""Lock-step: realtime lock-step round trips per second (throttle off).
 
 Each round trip sends one msgpack input to ``fal-ai/echo`` and waits for its result
 before the next; every contender encodes each input it sends, as a user's inputs
 differ. This client runs twice, with a plain ``def on_result`` and with an
 ``async def on_result`` (the design card's coroutine callbacks), both interleaved with
-the floor in the same rounds. Targets (issue 12): each >= 0.95 x the floor (raw aiohttp,
-same plain ``ws://`` gateway); and (issue 5) >= 1.25 x fal-client (both over ``wss://``
+the floor in the same rounds. Targets: each >= 0.95 x the floor (raw aiohttp,
+same plain ``ws://`` gateway); and >= 1.25 x fal-client (both over ``wss://``
 to the same gateway: fal-client always uses TLS, so the TLS pair is compared). Beside the
 floor run two *callback floors*, raw aiohttp with a reader task that calls a plain or an
 ``async def`` ``on_result`` (:func:`raw_callback`): what a callback costs whoever writes
@@ -14,18 +14,25 @@ for ``async def``, a task), so the notes show both that price and this client ag
 the floor of its own shape. p50/p99
 latency and the client's own CPU time per round trip (``time.process_time``; the servers
 run in other processes) are reported. With the full run the three plain contenders also run
-against the raw aiohttp echo server, where the client is the bottleneck.
+against the raw aiohttp echo server, where the client is the bottleneck. The
+"OpenTelemetry on" contender records into a real SDK (meter and tracer providers with an
+in-memory reader and exporter; by default one result's latency per 0.1 s goes to the
+histogram); target (issue 21) >= 0.95 x this client with no provider configured ("off").
+Beside it, the same recording every result's latency (a note, no target).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import ormsgpack
+
+import fal_realtime
 
 from ._env import Env
 from ._harness import Sample, ScenarioResult, interleave, percentile
@@ -44,6 +51,10 @@ TITLE = "realtime lock-step round trips (throttle off)"
 WARMUP = 50
 #: This client with a coroutine ``on_result`` (the plain ``def`` one is ``fal_realtime``).
 ASYNC = "fal_realtime (async def)"
+#: This client recording into a real OpenTelemetry SDK (issue 21): metrics and traces on.
+OTEL = "fal_realtime (OpenTelemetry on)"
+#: The same, recording every result's latency (the default samples one per 0.1 s).
+OTEL_EVERY = "fal_realtime (OpenTelemetry on, every latency)"
 MAX_ROUND_TRIPS = 2_000_000
 #: The floors of a callback API: raw aiohttp with a reader task calling on_result.
 FLOOR_DEF = "raw aiohttp + def callback"
@@ -100,6 +111,7 @@ def raw_callback(url: str, seconds: float, *, coroutine: bool) -> Callable[[], A
     as with this client. An ``async def`` callback starts as an eager task (3.12+; a
     plain task on 3.11), the cheapest way that gives it a task of its own.
     """
+
     async def measure() -> Sample:
         loop = asyncio.get_running_loop()
         waiter: list[asyncio.Future[Any]] = [loop.create_future()]
@@ -159,9 +171,22 @@ def websockets_(url: str, seconds: float) -> Callable[[], Awaitable[Sample]]:
 
 
 def ours(
-    base: str, seconds: float, env: Env, app: str = "fal-ai/echo", *, coroutine: bool = False
+    base: str,
+    seconds: float,
+    env: Env,
+    app: str = "fal-ai/echo",
+    *,
+    coroutine: bool = False,
+    otel: bool = False,
+    otel_every: bool = False,
 ) -> Callable[[], Awaitable[Sample]]:
     async def measure() -> Sample:
+        if otel:
+            with _otel(every=otel_every) as telemetry:
+                return await _measure(telemetry)
+        return await _measure(None)
+
+    async def _measure(telemetry: Any) -> Sample:
         loop = asyncio.get_running_loop()
         waiter: list[asyncio.Future[Any]] = [loop.create_future()]
 
@@ -173,7 +198,8 @@ def ours(
             on_result(result)
 
         callback = on_result_async if coroutine else on_result
-        async with open_ours(base, callback, env=env, app=app) as conn:
+        options = {} if telemetry is None else {"telemetry": telemetry}
+        async with open_ours(base, callback, env=env, app=app, **options) as conn:
 
             async def roundtrip() -> None:
                 waiter[0] = loop.create_future()
@@ -183,6 +209,34 @@ def ours(
             return await _loop(roundtrip, seconds)
 
     return measure
+
+
+@contextlib.contextmanager
+def _otel(*, every: bool = False) -> Iterator[Any]:
+    """Yield a Telemetry over real SDK providers (in-memory reader and span exporter).
+
+    Collected once at the end, so the observable counters' callbacks run too.
+    """
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    try:
+        yield fal_realtime.Telemetry(
+            meter_provider=meters,
+            tracer_provider=tracers,
+            latency_sample_interval_s=0 if every else 0.1,
+        )
+        reader.get_metrics_data()
+    finally:
+        meters.shutdown()
+        tracers.shutdown()
 
 
 def fal_client(env: Env, seconds: float) -> Callable[[], Awaitable[Sample]]:
@@ -217,7 +271,11 @@ async def run(env: Env) -> ScenarioResult:
         ours=ours,
         fal_client=fal_client,
         full_extra=tls_ceiling,
-        ours_variants={ASYNC: ours(env.gateway.ws, seconds, env, coroutine=True)},
+        ours_variants={
+            ASYNC: ours(env.gateway.ws, seconds, env, coroutine=True),
+            OTEL: ours(env.gateway.ws, seconds, env, otel=True),
+            OTEL_EVERY: ours(env.gateway.ws, seconds, env, otel=True, otel_every=True),
+        },
         floor_variants={
             FLOOR_DEF: raw_callback(realtime_url(env.gateway.ws), seconds, coroutine=False),
             FLOOR_ASYNC: raw_callback(realtime_url(env.gateway.ws), seconds, coroutine=True),
@@ -242,12 +300,19 @@ async def run(env: Env) -> ScenarioResult:
         "rt/s vs raw aiohttp (async def on_result)", ASYNC, "raw aiohttp", "rt_per_s", ">=", 0.95
     )
     result.target_ratio(
+        "rt/s with OpenTelemetry on vs off (issue 21)", OTEL, "fal_realtime", "rt_per_s", ">=", 0.95
+    )
+    result.target_ratio(
         "rt/s vs fal-client (both wss)",
         "fal_realtime (wss)",
         "fal-client (wss)",
         "rt_per_s",
         ">=",
         1.25,
+    )
+    value, spread = result.ratio(OTEL_EVERY, "fal_realtime", "rt_per_s")
+    result.notes.append(
+        f"OpenTelemetry recording every result's latency / off = {value:.3f} (±{spread:.0%})"
     )
     # What a callback costs at all, whoever writes it: the floors against raw aiohttp, and
     # this client against the floor of its own shape.

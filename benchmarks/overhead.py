@@ -1,4 +1,4 @@
-"""Scenario 4: gateway overhead, the same upstream fetched directly vs through the gateway.
+"""Overhead: the gateway's overhead, the same upstream fetched directly vs through the gateway.
 
 The upstream is the raw aiohttp server's ``POST /stream``. *direct* is an aiohttp
 ``ClientSession.post`` to it (keep-alive); *via gateway* sends the same JSON payload

@@ -1,4 +1,4 @@
-"""Scenario 7: reconnect after a server-side drop without a close frame.
+"""Reconnect: reconnect after a server-side drop without a close frame.
 
 Before each trial the gateway is told ``drop_after=1;connections=1`` for ``fal-ai/echo``
 (``Gateway.set_faults``): the next connection gets one result, then its TCP connection

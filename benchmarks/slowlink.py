@@ -14,7 +14,7 @@ Reported per contender: p50/p99 latency (capture to result), the last window's p
 over the first's (a latency that grows is a queue that grows), the link's use
 (bytes the proxy forwarded upstream over what the link or the sender could carry,
 whichever is less), the client's RSS growth between the first and last windows,
-and the camera's frames that never went out. Targets for fal_realtime (issue 19):
+and the camera's frames that never went out. Targets for fal_realtime:
 p99 <= 250 ms at 5 Mbit/s and <= 150 ms at 10 Mbit/s; last p99 <= 1.25x the first;
 link use >= 90 %; RSS flat (grows <= 8 MiB).
 """
@@ -171,6 +171,6 @@ async def run(env: Env) -> ScenarioResult:
         f"offers: 30 fps, or one frame per {DEFAULT_THROTTLE_S * 1e3:g} ms with the defaults)",
         "superseded_pct: camera frames that never went out (fal_realtime: superseded in the "
         "client; the others: missed while their send was blocked); superseded_stats: "
-        "fal_realtime's stats (coalesced + superseded at the link when it counts them)",
+        "fal_realtime's stats.coalesced (superseded in its throttle or at its link)",
     ]
     return result

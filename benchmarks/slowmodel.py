@@ -11,7 +11,7 @@ fal-client (``wss://``) awaiting each send.
 Reported: p50/p99 latency (capture to result), the last window's p99 over the
 first's, results per second and as a share of what the model can produce, the
 camera's frames that never went out, the client's RSS growth. Targets for
-fal_realtime (issue 19): p99 <= 250 ms with the defaults and with
+fal_realtime: p99 <= 250 ms with the defaults and with
 ``throttle_interval=0``; results >= 90 % of the model's capacity.
 """
 

@@ -8,9 +8,16 @@ HTTP-over-WebSocket clients pipeline requests. Every ``--fault-every`` seconds o
 connection that has been open for a second gets a random fault (a cut, a cut mid-frame,
 or a stall its heartbeat must detect). At the end it checks, and exits 1 if any fails:
 
-- every input the gateway received got its result at the client, except inputs that
-  were on the wire when a fault hit that connection (lost with the link, never resent);
-- no result was delivered twice, and each connection's results are in send order;
+- every input the client wrote is accounted for, one by one. Each connection records
+  what it wrote on which socket and how each socket ended (``record=``, the public
+  recording), and the gateway notes every input it read; an input is then *delivered*
+  (its result came), *lost at a fault* (written on a socket that a fault cut: read by
+  the gateway with its result on the cut link, or never read, the link cut first), or
+  *unaccounted* (no result, and its socket was not cut): any unaccounted input fails the
+  run. Every ``send()`` is either written or superseded by a newer one (latest wins);
+- each connection's sockets that ended lost are exactly the faults injected into it;
+- no result was delivered twice, each connection's results are in send order, and every
+  result is for an input the gateway read;
 - each connection's reconnect count equals the faults injected into it;
 - no unhandled exception was logged; no task is left after everything is closed;
 - RSS grew less than 5% between the end of the warm-up and the end of the run.
@@ -24,22 +31,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import gc
 import logging
 import os
 import random
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
+import ormsgpack
 
 import fal_realtime
 from fal_realtime import ConnectionState, RealtimeError
+from fal_realtime._protocol.recording import parse_recording
 from fal_realtime.server import Gateway
 from fal_realtime.server.demo import register_demo_apps
 from fal_realtime.server.proxy import FaultProxy
@@ -47,8 +57,8 @@ from fal_realtime.server.proxy import FaultProxy
 KEY = "soak-key"
 HEARTBEAT_S = 0.5
 SEND_EVERY_S = 0.1
-# An input received this long before a fault may have had its result in flight.
-IN_FLIGHT_S = 1.0
+#: The quiet end of the run (no faults, no sends): every last input answered.
+QUIET_S = 1.5
 STALL_S = HEARTBEAT_S * 4
 
 
@@ -58,41 +68,67 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class Seqs:
+    """A growing set of small non-negative ints (input numbers), one bit each."""
+
+    __slots__ = ("_bits",)
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+
+    def add(self, n: int) -> None:
+        byte = n >> 3
+        if byte >= len(self._bits):
+            self._bits.extend(bytes(byte - len(self._bits) + 1024))
+        self._bits[byte] |= 1 << (n & 7)
+
+    def __contains__(self, n: int) -> bool:
+        byte = n >> 3
+        return byte < len(self._bits) and bool(self._bits[byte] & (1 << (n & 7)))
+
+
+@dataclass
+class Account:
+    """Where every input one connection wrote ended up."""
+
+    delivered: int = 0
+    #: Written on a socket a fault cut, read by the gateway: its result was on that link.
+    lost_result: int = 0
+    #: Written on a socket a fault cut, never read by the gateway: the link went first.
+    lost_unread: int = 0
+    unaccounted: list[str] = field(default_factory=list)
+    #: Sockets that ended lost (no close frame, or a keep-alive timeout).
+    lost_sockets: int = 0
+
+    @property
+    def lost_at_a_fault(self) -> int:
+        return self.lost_result + self.lost_unread
+
+
 @dataclass
 class Lane:
     """One realtime connection, its proxy, and what each side saw."""
 
     index: int
     proxy: FaultProxy
+    recording: Path
     conn: fal_realtime.RealtimeConnection | None = None
     errors: list[RealtimeError] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
     opened_at: float = 0.0
-    sent_seq: int = 0
-    # Inputs the gateway received whose result has not arrived yet: (seq, time received).
-    # Checked as results arrive, so memory stays bounded however long the run.
-    in_flight: collections.deque[tuple[int, float]] = field(default_factory=collections.deque)
+    #: send() calls made (the inputs are numbered 0 .. calls - 1).
+    calls: int = 0
+    #: What the gateway read, and which results the client got.
+    received: Seqs = field(default_factory=Seqs)
+    results: Seqs = field(default_factory=Seqs)
     delivered: int = 0
     misordered: int = 0
     last_seq: int = -1
-    lost_in_flight: int = 0
     failures: list[str] = field(default_factory=list)
-
-    def lost_at_a_fault(self, at: float) -> bool:
-        """Tell whether an input received at ``at`` was on the wire when a fault hit."""
-        # Received shortly before a fault, or held by a stalled link and delivered to the
-        # server after the client had given that socket up.
-        return any(-STALL_S - IN_FLIGHT_S <= t - at <= IN_FLIGHT_S for t, _ in self.faults)
-
-    def settle(self, seq: int, at: float) -> None:
-        """Account for an input the gateway received but whose result never came."""
-        if self.lost_at_a_fault(at):
-            self.lost_in_flight += 1
-        else:
-            self.failures.append(f"conn {self.index}: input {seq} got no result and no fault")
+    account: Account = field(default_factory=Account)
 
     def on_result(self, result: dict[str, Any]) -> None:
-        """Check a result: in order, never twice, for an input the gateway saw."""
+        """Check a result: in order, never twice, for an input the gateway read."""
         seq = result["seq"]
         if seq <= self.last_seq:
             self.misordered += 1
@@ -100,12 +136,51 @@ class Lane:
             return
         self.last_seq = seq
         self.delivered += 1
-        while self.in_flight and self.in_flight[0][0] < seq:
-            self.settle(*self.in_flight.popleft())
-        if self.in_flight and self.in_flight[0][0] == seq:
-            self.in_flight.popleft()
-        else:
+        self.results.add(seq)
+        if seq not in self.received:
             self.failures.append(f"conn {self.index}: a result for input {seq} never received")
+
+    def settle(self) -> None:
+        """Classify every input this connection wrote, socket by socket (its recording)."""
+        account = self.account
+        with self.recording.open(encoding="utf-8") as lines:
+            events = parse_recording(lines).events
+        written: list[int] = []
+        sockets = 0
+        for event in events:
+            if event.kind == "open":
+                sockets += 1
+                written = []
+            elif event.kind == "send":
+                assert isinstance(event.frame, bytes)
+                written.append(ormsgpack.unpackb(event.frame)["seq"])
+            elif event.kind == "close":
+                # Not closed by close(), nor by the server's normal 1000: the link was lost.
+                lost = event.by == "server" and event.code != 1000
+                account.lost_sockets += lost
+                for seq in written:
+                    if seq in self.results:
+                        account.delivered += 1
+                    elif lost and seq in self.received:
+                        account.lost_result += 1
+                    elif lost:
+                        account.lost_unread += 1
+                    else:
+                        account.unaccounted.append(
+                            f"conn {self.index}: input {seq} written on socket {sockets} "
+                            f"(closed {event.code} by the {event.by}) got no result"
+                        )
+        if account.lost_sockets != len(self.faults):
+            self.failures.append(
+                f"conn {self.index}: {account.lost_sockets} sockets ended lost for "
+                f"{len(self.faults)} faults ({[k for _, k in self.faults]})"
+            )
+        if account.delivered != self.delivered:
+            self.failures.append(
+                f"conn {self.index}: {self.delivered} results, {account.delivered} of them "
+                "for inputs its recording shows written"
+            )
+        self.failures.extend(account.unaccounted)
 
 
 class ErrorCounter(logging.Handler):
@@ -139,8 +214,8 @@ class CycleCount:
 async def _sender(lane: Lane, stop: asyncio.Event) -> None:
     assert lane.conn is not None
     while not stop.is_set():
-        await lane.conn.send({"c": lane.index, "seq": lane.sent_seq})
-        lane.sent_seq += 1
+        await lane.conn.send({"c": lane.index, "seq": lane.calls})
+        lane.calls += 1
         await asyncio.sleep(SEND_EVERY_S * random.uniform(0.9, 1.3))
 
 
@@ -204,14 +279,18 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
 
     @gateway.realtime("soak/echo")
     async def soak_echo(value: dict[str, Any]) -> dict[str, Any]:
-        lanes[value["c"]].in_flight.append((value["seq"], loop.time()))
+        lanes[value["c"]].received.add(value["seq"])
         return value
 
     stop = asyncio.Event()
     counts: dict[str, int] = defaultdict(int)
     failures: list[str] = []
+    records = tempfile.TemporaryDirectory(prefix="fal-rt-soak-")
     async with gateway.serve(port=0) as running:
-        lanes.extend(Lane(i, FaultProxy(running.host, running.port)) for i in range(connections))
+        lanes.extend(
+            Lane(i, FaultProxy(running.host, running.port), Path(records.name, f"conn{i}.jsonl"))
+            for i in range(connections)
+        )
         for lane in lanes:
             await lane.proxy.start()
 
@@ -233,6 +312,7 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
                 use_jwt=False,
                 heartbeat_s=HEARTBEAT_S,
                 reconnect={"max_attempts": None, "deadline_s": 60},
+                record=lane.recording,
             )
         started = time.monotonic()
         tasks = [loop.create_task(_sender(lane, stop)) for lane in lanes]
@@ -262,7 +342,7 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
         await asyncio.gather(*tasks, injector)
         await asyncio.gather(sampler, return_exceptions=True)
         # Quiet period: no faults, every last input answered.
-        await asyncio.sleep(IN_FLIGHT_S + 0.5)
+        await asyncio.sleep(QUIET_S)
         rss_end = rss_bytes()
         gc.collect()  # count what is still waiting for the collector, too
         cycles.stop()
@@ -281,15 +361,32 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
     await asyncio.sleep(0)
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
-    sent = delivered = lost_in_flight = faults = 0
+    calls = sent = coalesced = delivered = lost_result = lost_unread = unaccounted = faults = 0
+    with records:
+        for lane in lanes:
+            lane.settle()
     for lane in lanes:
         assert lane.conn is not None
-        while lane.in_flight:  # received by the gateway, never answered
-            lane.settle(*lane.in_flight.popleft())
-        sent += lane.conn.stats.sent
-        delivered += lane.delivered
-        lost_in_flight += lane.lost_in_flight
+        stats = lane.conn.stats
+        calls += lane.calls
+        sent += stats.sent
+        coalesced += stats.coalesced
+        delivered += lane.account.delivered
+        lost_result += lane.account.lost_result
+        lost_unread += lane.account.lost_unread
+        unaccounted += len(lane.account.unaccounted)
         faults += len(lane.faults)
+        if stats.sent + stats.coalesced != lane.calls:
+            failures.append(
+                f"conn {lane.index}: {lane.calls} send() calls, {stats.sent} written + "
+                f"{stats.coalesced} superseded"
+            )
+        accounted = lane.account.delivered + lane.account.lost_at_a_fault
+        if accounted + len(lane.account.unaccounted) != stats.sent:
+            failures.append(
+                f"conn {lane.index}: {stats.sent} inputs written, {accounted} accounted for "
+                f"and {len(lane.account.unaccounted)} not: the recording missed some"
+            )
         failures.extend(lane.failures)
         if lane.conn.stats.reconnects != len(lane.faults):
             failures.append(
@@ -313,9 +410,13 @@ async def run(seconds: float, connections: int, http_clients: int, fault_every: 
         f"HTTP-over-WS clients\n"
         f"  faults injected and survived: {faults} "
         f"(reconnects {sum(lane.conn.stats.reconnects for lane in lanes if lane.conn)})\n"
-        f"  realtime inputs sent: {sent}, results delivered: {delivered}, "
-        f"lost in flight at a fault: {lost_in_flight}, out of order or twice: "
-        f"{sum(lane.misordered for lane in lanes)}\n"
+        f"  realtime send() calls: {calls} = written {sent} + superseded before writing "
+        f"{coalesced}\n"
+        f"  inputs written: {sent} = delivered {delivered} + lost at a fault "
+        f"{lost_result + lost_unread} (read by the gateway, result on the cut link: "
+        f"{lost_result}; never read, the link cut first: {lost_unread}) + unaccounted "
+        f"{unaccounted}\n"
+        f"  results out of order or twice: {sum(lane.misordered for lane in lanes)}\n"
         f"  HTTP-over-WS requests answered: {counts['http_ok']}\n"
         f"  RSS warm {rss_warm / 1e6:.1f} MB -> end {rss_end / 1e6:.1f} MB ({growth:+.1%}); "
         f"every tenth of the run: {' '.join(f'{mb:.1f}' for mb in trend)} MB\n"

@@ -1,4 +1,4 @@
-"""Scenario 3: HTTP-over-WebSocket streaming, a 16 MiB body in 64 KiB chunks.
+"""Stream: HTTP-over-WebSocket streaming, a 16 MiB body in 64 KiB chunks.
 
 The upstream (raw aiohttp, its own process) writes 16 MiB in 64 KiB chunks; the
 gateway relays it as binary frames on ``bench/up/stream``. Each contender sends the

@@ -1,4 +1,4 @@
-"""Scenario 6: throttle accuracy, 200 connections sending at the 64 ms interval.
+"""Throttle: throttle accuracy, 200 connections sending at the 64 ms interval.
 
 Every connection is handed a fresh input every 16 ms (one ticker task for all), four
 times faster than the interval, so latest-wins sends exactly one frame per interval

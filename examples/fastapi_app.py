@@ -11,7 +11,11 @@ What it shows:
   socket) gets one realtime connection, keyed by ``connection_key`` and shared by that
   user's tabs, closed when the last of them leaves. Inputs are throttled (latest wins),
   so a browser can send on every keystroke;
-- ``GET /stats``: the counters of every connection (``conn.stats``).
+- ``GET /stats``: the counters of every connection (``conn.stats``);
+- ``GET /metrics``: every connection's OpenTelemetry metrics in Prometheus text, when
+  ``opentelemetry-sdk``, ``opentelemetry-exporter-prometheus`` and ``prometheus-client``
+  are installed (``pip install -e '.[examples]'``); else 501. What to graph:
+  docs/observability.md.
 
 Run it against the local gateway (offline, no fal account):
 
@@ -41,7 +45,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
@@ -60,6 +64,26 @@ BROWSER_FIELDS = ("prompt", "seed", "image_size", "num_inference_steps")
 
 # uvicorn's own logger, so these lines appear next to uvicorn's.
 log = logging.getLogger("uvicorn.error")
+
+
+def _prometheus() -> Any:
+    """Export OpenTelemetry metrics to Prometheus; return prometheus_client, or None.
+
+    The global meter provider is set once, at import, before any connection opens:
+    fal_realtime's connections use it (``connect()`` needs no ``telemetry=``).
+    """
+    try:
+        import prometheus_client
+        from opentelemetry import metrics
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+    except ImportError:
+        return None
+    metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+    return prometheus_client
+
+
+prometheus = _prometheus()
 
 
 ImageSize = Literal[
@@ -280,6 +304,17 @@ async def results(request: Request) -> dict[str, Any]:
 async def stats(request: Request) -> dict[str, Any]:
     """Answer the counters of the shared connection and of each user's connection."""
     return {"shared": request.state.shared.stats(), "users": request.state.users.stats()}
+
+
+@app.get("/metrics")
+async def metrics() -> Response:
+    """Answer the metrics in Prometheus text (501 without the exporter installed)."""
+    if prometheus is None:
+        raise HTTPException(
+            501,
+            "install opentelemetry-sdk, opentelemetry-exporter-prometheus and prometheus-client",
+        )
+    return Response(prometheus.generate_latest(), media_type=prometheus.CONTENT_TYPE_LATEST)
 
 
 @app.websocket("/ws")

@@ -12,6 +12,7 @@ from ._protocol.actions import StopStrategy, WaitStrategy
 from ._protocol.apps import AppId
 from ._protocol.codecs import Encoding
 from ._protocol.http_ws import End, Start
+from ._telemetry import Telemetry
 from ._version import __version__
 from .errors import (
     CALLBACK_ERROR,
@@ -64,6 +65,7 @@ __all__ = [
     "Response",
     "Start",
     "StopStrategy",
+    "Telemetry",
     "Token",
     "TokenProvider",
     "UnauthorizedError",

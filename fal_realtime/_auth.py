@@ -224,7 +224,12 @@ class TokenSource:
             try:
                 await self.get(session)
             except Exception as exc:  # a refresh never ends the session it serves
-                log.info("fal_realtime: token refresh for %s failed: %s", self._app_id, exc)
+                log.info(
+                    "fal_realtime: token refresh for %s failed: %s",
+                    self._app_id,
+                    exc,
+                    extra={"fal_app_id": self._app_id},
+                )
                 await asyncio.sleep(5.0)
 
     async def _obtain(self, session: aiohttp.ClientSession) -> str:

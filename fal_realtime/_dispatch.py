@@ -99,6 +99,7 @@ class Dispatcher:
         "_busy",
         "_callbacks",
         "_idle",
+        "_log",
         "_max_backlog",
         "_name",
         "_on_callback_error",
@@ -118,6 +119,7 @@ class Dispatcher:
         on_drop: Callable[[str], None],
         on_callback_error: Callable[[], None],
         name: str,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
     ) -> None:
         # Made when something must wait (a callback suspended), dropped once drained.
         self._backlog: collections.deque[tuple[str, tuple[Any, ...]]] | None = None
@@ -126,6 +128,7 @@ class Dispatcher:
         self._on_drop = on_drop
         self._on_callback_error = on_callback_error
         self._name = name
+        self._log = log  # the connection's: its lines carry its app id and connection id
         self._running = False  # delivering now (guards against re-entry from a callback)
         self._busy: asyncio.Task[Any] | None = None  # a callback that suspended
         self._idle: asyncio.Future[None] | None = None
@@ -247,7 +250,7 @@ class Dispatcher:
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # neither ours to swallow silently nor to crash with
-            log.error("fal_realtime: %s callback raised %r", name, exc)
+            self._log.error("fal_realtime: %s callback raised %r", name, exc)
         finally:
             # Only a callback that suspended is ``_busy`` (one at a time): it was what
             # the queue waited for. One that never suspended is still inside _call.
@@ -257,7 +260,7 @@ class Dispatcher:
 
     def _failed(self, name: str, exc: Exception) -> None:
         """Log a callback's exception and report it to on_error as CALLBACK_ERROR."""
-        log.exception("fal_realtime: %s callback raised", name, exc_info=exc)
+        self._log.exception("fal_realtime: %s callback raised", name, exc_info=exc)
         self._on_callback_error()
         if name != "on_error" and self._callbacks.on_error is not None and not self._stopped:
             error = RealtimeError(
@@ -300,7 +303,7 @@ class Dispatcher:
                 async with asyncio.timeout(drain_timeout_s):
                     await asyncio.shield(self._idle)
             except TimeoutError:
-                log.warning("fal_realtime: callbacks still running after close; cancelled")
+                self._log.warning("fal_realtime: callbacks still running after close; cancelled")
         self._stopped = True
         self._backlog = None
         for sub in (*(self._results or ()), *(self._states or ())):
@@ -310,4 +313,3 @@ class Dispatcher:
             busy.cancel()
             await asyncio.gather(busy, return_exceptions=True)
         self._idle = None
-

@@ -50,8 +50,9 @@ from ._protocol.session import (
     SlowDown,
 )
 from ._stats import RealtimeStats
+from ._telemetry import ConnectionLog, Telemetry, for_connection, log_fields
 from ._transport import SessionLease, open_socket
-from .errors import CONNECTION_LOST, ConnectionLostError, RealtimeError
+from .errors import CALLBACK_ERROR, CONNECTION_LOST, ConnectionLostError, RealtimeError
 
 __all__ = ["Driver"]
 
@@ -62,7 +63,7 @@ _OPEN_SOCKET = OpenSocket()
 
 
 def _count_error(stats: RealtimeStats) -> None:
-    stats.errors += 1
+    stats.error(CALLBACK_ERROR)
 
 
 class Driver:
@@ -76,6 +77,9 @@ class Driver:
         stats: the connection's counters.
         forget: called when the connection fails (it leaves the ``connection_key``
             registry); it must not hold the connection, or the two form a cycle.
+        connection_id: the connection's short id, in log lines and spans.
+        telemetry: where metrics and spans go (None: the global OpenTelemetry providers,
+            when configured); see :mod:`fal_realtime._telemetry`.
     """
 
     # Slots: a service holds thousands of idle connections.
@@ -83,12 +87,14 @@ class Driver:
         "_current",
         "_forget",
         "_lease",
+        "_log",
         "_loop",
         "_options",
         "_outbox",
         "_pacer",
         "_stats",
         "_task",
+        "_telemetry",
         "_token",
         "dispatcher",
         "link",
@@ -105,6 +111,8 @@ class Driver:
         pacer: RateLimitPacer,
         stats: RealtimeStats,
         forget: Callable[[], None],
+        connection_id: str = "",
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._options = options
         self._outbox = outbox
@@ -121,6 +129,15 @@ class Driver:
         self._token: str | None = None  # the token the current socket used
         self._task: asyncio.Task[None] | None = None
         self._lease = SessionLease(options.session)
+        #: Every line about this connection carries its app id and connection id.
+        self._log = ConnectionLog(log, log_fields(options.app, connection_id))
+        self._telemetry = for_connection(
+            telemetry,
+            app_id=options.label,
+            connection_id=connection_id,
+            stats=stats,
+            state=functools.partial(getattr, self.machine, "state"),
+        )
         self.dispatcher = Dispatcher(
             callbacks,
             max_backlog=options.max_backlog,
@@ -129,6 +146,7 @@ class Driver:
             # would form a cycle that only a full GC pass frees after close().
             on_callback_error=functools.partial(_count_error, stats),
             name=f"fal-realtime-callback[{options.label}]",
+            log=self._log,
         )
 
     # -- what the connection asks ------------------------------------------------------
@@ -171,6 +189,7 @@ class Driver:
             self.opened.exception()
         self.do(machine.closed())
         await self.dispatcher.stop(drain_timeout_s=self._options.close_timeout_s)
+        self._telemetry.retire()
         await self._lease.release()
 
     # -- carrying out the machine's actions --------------------------------------------
@@ -178,13 +197,16 @@ class Driver:
     def do(self, actions: list[Action]) -> OpenSocket | RetryAfter | None:
         """Carry out ``actions`` in order; return what the driver must do next, if anything."""
         then: OpenSocket | RetryAfter | None = None
-        dispatcher = self.dispatcher
+        dispatcher, telemetry = self.dispatcher, self._telemetry
         for action in actions:
             if isinstance(action, EnterState):
+                telemetry.state(action.state)
                 dispatcher.emit("on_state_change", action.state)
             elif isinstance(action, Emit):
                 if action.name == "on_error":
-                    self._stats.errors += 1
+                    error = action.args[0]
+                    self._stats.error(error.code)
+                    telemetry.error(error)
                 dispatcher.emit(action.name, *action.args)
             elif isinstance(action, Opened):
                 self._publish(action)
@@ -231,7 +253,8 @@ class Driver:
             while then is not None and not machine.closing:
                 if isinstance(then, RetryAfter):
                     app, reason = self._options.app, then.error.message
-                    log.info("fal_realtime: %s: %s; retrying", app, reason)
+                    self._log.info("fal_realtime: %s: %s; retrying", app, reason)
+                    self._telemetry.retrying(then.error, then.delay_s)
                     await retry_sleep(then.delay_s)
                     then = self.do(machine.retry_due())
                     continue
@@ -239,7 +262,7 @@ class Driver:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: fail loudly rather than hang
-            log.exception("fal_realtime: the connection's driver crashed")
+            self._log.exception("fal_realtime: the connection's driver crashed")
             self.do(machine.crashed(RealtimeError(CONNECTION_LOST, f"internal error: {exc!r}")))
 
     async def _attempt(self) -> list[Action]:
@@ -247,33 +270,37 @@ class Driver:
         options, machine, clock = self._options, self.machine, self._loop.time
         session = self._lease.session
         tokens, url = options.tokens, options.url
-        if tokens is not None:  # each socket gets the current token
+        with self._telemetry.opening() as opening:  # a span (token fetch as a child), a clock
+            if tokens is not None:  # each socket gets the current token
+                try:
+                    with self._telemetry.fetching_token():
+                        token = await tokens.get(session)
+                except RealtimeError as exc:
+                    opening.failed(exc)
+                    return machine.open_failed(exc, now=clock(), handshake=False)
+                self._token = token
+                url = realtime_url(
+                    options.app,
+                    base=options.url_base,
+                    path=options.path,
+                    token=token,
+                    max_buffering=options.server_buffering,
+                    extra_query=options.extra_query,
+                )
+            assert url is not None  # options.url is set exactly when no token is used
             try:
-                token = await tokens.get(session)
+                ws = await open_socket(
+                    session,
+                    url,
+                    headers=options.headers,
+                    max_frame_bytes=options.max_frame_bytes,
+                    open_timeout_s=options.open_timeout_s,
+                    close_timeout_s=options.close_timeout_s,
+                    ssl_context=options.ssl_context,
+                )
             except RealtimeError as exc:
-                return machine.open_failed(exc, now=clock(), handshake=False)
-            self._token = token
-            url = realtime_url(
-                options.app,
-                base=options.url_base,
-                path=options.path,
-                token=token,
-                max_buffering=options.server_buffering,
-                extra_query=options.extra_query,
-            )
-        assert url is not None  # options.url is set exactly when no token is used
-        try:
-            ws = await open_socket(
-                session,
-                url,
-                headers=options.headers,
-                max_frame_bytes=options.max_frame_bytes,
-                open_timeout_s=options.open_timeout_s,
-                close_timeout_s=options.close_timeout_s,
-                ssl_context=options.ssl_context,
-            )
-        except RealtimeError as exc:
-            return machine.open_failed(exc, now=clock())
+                opening.failed(exc)
+                return machine.open_failed(exc, now=clock())
         recorder = options.recorder
         if recorder is not None:
             recorder.opened(url)
@@ -284,6 +311,7 @@ class Driver:
             stats=self._stats,
             recorder=recorder,
             heartbeat_s=options.heartbeat_s,
+            log_fields=self._log.extra,  # type: ignore[arg-type]
         )
         self.do(machine.socket_opened(now=clock()))
         refresher: asyncio.Task[None] | None = None
@@ -316,6 +344,7 @@ class Driver:
         """Return what handles one data frame of ``link`` (its hot path: locals, no lookups)."""
         machine, dispatcher, stats = self.machine, self.dispatcher, self._stats
         codec, recorder, keepalive = self._options.codec, self._options.recorder, link.keepalive
+        latency = self._telemetry.latency  # None unless a meter provider records
         decode, custom, fast = codec.decode, codec.custom_decode, not codec.custom_decode
         do = self.do
         proven = False
@@ -335,8 +364,10 @@ class Driver:
                 if plain_result(value):
                     stats.results += 1
                     if link.last_sent_at is not None:
-                        stats.last_latency_s = time.perf_counter() - link.last_sent_at
+                        stats.last_latency_s = seconds = time.perf_counter() - link.last_sent_at
                         link.last_sent_at = None
+                        if latency is not None:
+                            latency(seconds)
                     if not proven:  # the machine hears of the first result only: see result()
                         proven = True
                         do(machine.result())
@@ -346,8 +377,10 @@ class Driver:
             if frame.kind is FrameKind.RESULT:
                 stats.results += 1
                 if link.last_sent_at is not None:
-                    stats.last_latency_s = time.perf_counter() - link.last_sent_at
+                    stats.last_latency_s = seconds = time.perf_counter() - link.last_sent_at
                     link.last_sent_at = None
+                    if latency is not None:
+                        latency(seconds)
                 do(machine.frame(frame))
                 dispatcher.result(frame.value)
             else:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple
 
 import aiohttp
@@ -68,6 +68,7 @@ class SocketLink:
         stats: the connection's counters (``sent``, ``coalesced``).
         recorder: where sent frames are recorded, if anywhere.
         heartbeat_s: the keep-alive interval (None: no pings).
+        log_fields: the ``extra`` fields of its log lines (the connection's ids).
     """
 
     __slots__ = (
@@ -76,6 +77,7 @@ class SocketLink:
         "_closing",
         "_group",
         "_heartbeat_s",
+        "_log_fields",
         "_loop",
         "_outbox",
         "_pacer",
@@ -99,8 +101,10 @@ class SocketLink:
         stats: RealtimeStats,
         recorder: Recorder | None,
         heartbeat_s: float | None,
+        log_fields: Mapping[str, str] | None = None,
     ) -> None:
         self.ws = ws
+        self._log_fields = log_fields
         self._outbox = outbox
         self._pacer = pacer
         self._stats = stats
@@ -229,7 +233,7 @@ class SocketLink:
         finally:
             if not self._closing:  # else close() finishes the close handshake
                 if not ws.closed:
-                    await close_quietly(ws)
+                    await close_quietly(ws, self._log_fields)
                 release_socket(ws)
         if self._closing:
             # The reader may see the end before close() has finished the handshake:
@@ -313,7 +317,7 @@ class SocketLink:
         ws = self.ws
         try:
             if not ws.closed:
-                await close_quietly(ws)
+                await close_quietly(ws, self._log_fields)
             release_socket(ws)
         finally:
             closed.set()

@@ -24,6 +24,7 @@ from ._protocol.apps import (
 from ._protocol.codecs import Codec, Encoding, make_codec
 from ._protocol.session import RetrySettings
 from ._recorder import Recorder
+from ._telemetry import Telemetry
 from ._validate import check_count, check_seconds
 from .errors import UNAUTHORIZED, UnauthorizedError
 
@@ -80,6 +81,8 @@ class RealtimeOptions(NamedTuple):
     record: str | os.PathLike[str] | None = None
     #: Writes what the connection sends and receives (``record=PATH``), or None.
     recorder: Recorder | None = None
+    #: Where metrics and spans go (None: the global OpenTelemetry providers, if any).
+    telemetry: Telemetry | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"RealtimeOptions(app={str(self.app)!r}, url_base={self.url_base!r})"
@@ -112,6 +115,7 @@ class RealtimeOptions(NamedTuple):
         connection_key: str | None,
         session: aiohttp.ClientSession | None,
         record: str | os.PathLike[str] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> RealtimeOptions:
         """Validate ``connect()``'s arguments (before any I/O) and build the record.
 
@@ -193,6 +197,7 @@ class RealtimeOptions(NamedTuple):
             encode_message=encode_message,
             decode_message=decode_message,
             record=record,
+            telemetry=telemetry,
         )
 
     def with_recorder(self) -> RealtimeOptions:

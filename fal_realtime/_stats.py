@@ -22,6 +22,8 @@ class RealtimeStats:
     dropped: dict[str, int] = field(default_factory=dict)
     results: int = 0
     errors: int = 0
+    #: ``errors`` by code (SPEC §4), e.g. ``{"RATE_LIMITED": 2}``.
+    errors_by_code: dict[str, int] = field(default_factory=dict)
     meta: int = 0
     reconnects: int = 0
     last_latency_s: float | None = None
@@ -34,3 +36,12 @@ class RealtimeStats:
             count: how many.
         """
         self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def error(self, code: str) -> None:
+        """Count one error with ``code``.
+
+        Args:
+            code: the error's code (an :class:`~fal_realtime.ErrorCode` or the server's own).
+        """
+        self.errors += 1
+        self.errors_by_code[code] = self.errors_by_code.get(code, 0) + 1

@@ -216,12 +216,17 @@ def socket_end(
     return code, cause or f"close code {code}"
 
 
-async def close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
-    """Close ``ws``; a peer that is gone already makes that fail, which changes nothing."""
+async def close_quietly(
+    ws: aiohttp.ClientWebSocketResponse, log_fields: Mapping[str, str] | None = None
+) -> None:
+    """Close ``ws``; a peer that is gone already makes that fail, which changes nothing.
+
+    ``log_fields`` are the ``extra`` fields of the line logged then (the connection's ids).
+    """
     try:
         await ws.close()
     except Exception as exc:
-        log.debug("fal_realtime: closing a socket failed: %r", exc)
+        log.debug("fal_realtime: closing a socket failed: %r", exc, extra=log_fields)
 
 
 # -- one ClientSession per event loop ---------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yarl
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._auth import MISSING_KEY_MESSAGE, resolve_key
@@ -39,6 +40,7 @@ from ._protocol.http_ws import End, Start
 from ._protocol.session import retryable
 from ._protocol.sse import SSEParser
 from ._recorder import Recorder
+from ._telemetry import Telemetry, for_ws
 from ._transport import DEFAULT_MAX_FRAME_BYTES, SessionLease, open_socket, send_failed
 from ._validate import check_count, check_seconds
 from .errors import (
@@ -74,6 +76,7 @@ class HttpWsConnection:
         ssl_context: ssl.SSLContext | None,
         session: aiohttp.ClientSession | None = None,
         recorder: Recorder | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.app = app
         self._recorder = recorder
@@ -89,6 +92,8 @@ class HttpWsConnection:
         self._responses = Responses()
         self._request_lock = asyncio.Lock()
         self._closed = False
+        url = yarl.URL(self._url)
+        self._telemetry = for_ws(telemetry, app, (url.host, url.port))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._responses.socket else "idle"
@@ -186,8 +191,13 @@ class HttpWsConnection:
         """Return the next response's whole body; raise ``RealtimeError`` on status >= 400."""
         start, chunks, end = await self._read_whole()
         body = b"".join(chunks)
+        error = None
         if start.status >= 400:
-            raise error_for_status(start.status, body, start.request_id)
+            error = error_for_status(start.status, body, start.request_id)
+        if self._telemetry is not None:
+            self._telemetry.response(start.status, error)
+        if error is not None:
+            raise error
         return body
 
     async def request(self, payload: Any) -> Response:
@@ -196,6 +206,18 @@ class HttpWsConnection:
         Args:
             payload: the request body, any JSON value (sent as one text frame).
         """
+        if self._telemetry is None:
+            return await self._request(payload)
+        with self._telemetry.request() as record:  # a span, a count, the time to first byte
+            response = await self._request(payload)
+            record.status, record.time_to_first_byte = response.status, response.time_to_first_byte
+            if response.status >= 400:
+                record.error = error_for_status(
+                    response.status, response.content, response.request_id
+                )
+        return response
+
+    async def _request(self, payload: Any) -> Response:
         async with self._request_lock:
             sent = time.perf_counter()
             await self.send(payload)
@@ -226,7 +248,12 @@ class HttpWsConnection:
             start = await responses.start(reading)
             if start.status >= 400:
                 chunks = [chunk async for chunk in responses.body(reading)]
-                raise error_for_status(start.status, b"".join(chunks), start.request_id)
+                error = error_for_status(start.status, b"".join(chunks), start.request_id)
+                if self._telemetry is not None:
+                    self._telemetry.response(start.status, error)
+                raise error
+            if self._telemetry is not None:
+                self._telemetry.response(start.status)
             async for chunk in responses.body(reading):
                 yield chunk
         except GeneratorExit:
@@ -333,6 +360,7 @@ def ws(
     ssl_context: ssl.SSLContext | None = None,
     session: aiohttp.ClientSession | None = None,
     record: str | os.PathLike[str] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> HttpWsConnection:
     """Return an HTTP-over-WebSocket connection to ``app``; use it with ``async with``.
 
@@ -354,6 +382,9 @@ def ws(
             connections of one event loop share one, closed with the last of them.
         record: write what the connection sends and receives to this file (one JSON line
             per frame, with timing), for ``Gateway.replay``; headers (the key) never.
+        telemetry: where OpenTelemetry metrics and spans go (a
+            :class:`~fal_realtime.Telemetry`); by default the global providers when one
+            is configured, else nothing is recorded (docs/observability.md).
 
     Raises:
         ValueError: a bad app id or base URL (before any I/O).
@@ -381,4 +412,5 @@ def ws(
         recorder=None
         if record is None
         else Recorder(record, protocol="http_ws", app=app, path_option=path),
+        telemetry=telemetry,
     )

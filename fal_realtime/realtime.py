@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import secrets
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
@@ -33,6 +34,7 @@ from ._policy import RateLimitPacer, ReconnectPolicy
 from ._protocol.codecs import Encoding
 from ._protocol.state import ConnectionState
 from ._stats import RealtimeStats
+from ._telemetry import Telemetry
 from ._transport import DEFAULT_MAX_FRAME_BYTES
 from .errors import CONNECTION_LOST, INVALID_INPUT, ConnectionLostError, RealtimeError, error_for
 
@@ -60,12 +62,15 @@ class RealtimeConnection:
         "_pacer",
         "app",
         "connection_key",
+        "id",
         "stats",
     )
 
     def __init__(self, options: RealtimeOptions, callbacks: Callbacks) -> None:
         self.app = options.app
         self.connection_key = options.connection_key
+        #: A short random id, in log lines (``fal_connection_id``) and spans; not secret.
+        self.id = secrets.token_hex(4)
         self.stats = RealtimeStats()
         self._options = options
         self._codec = options.codec
@@ -83,6 +88,8 @@ class RealtimeConnection:
             stats=self.stats,
             # Not a bound method: the driver must not hold the connection (a cycle).
             forget=functools.partial(_forget, loop, options.connection_key, self._outbox),
+            connection_id=self.id,
+            telemetry=options.telemetry,
         )
 
     # -- public API ------------------------------------------------------------------
@@ -108,7 +115,7 @@ class RealtimeConnection:
         return self._driver.machine.state in (ConnectionState.CLOSED, ConnectionState.FAILED)
 
     def __repr__(self) -> str:
-        return f"<RealtimeConnection app={str(self.app)!r} state={self.state.value}>"
+        return f"<RealtimeConnection app={str(self.app)!r} id={self.id} state={self.state.value}>"
 
     async def __aenter__(self) -> RealtimeConnection:
         return self
@@ -413,6 +420,7 @@ def connect(
     ssl_context: ssl.SSLContext | None = None,
     session: aiohttp.ClientSession | None = None,
     record: str | os.PathLike[str] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Connecting:
     """Open a realtime connection to ``app``: ``await`` it, or ``async with`` it.
 
@@ -463,6 +471,9 @@ def connect(
             connections of one event loop share one, closed with the last of them.
         record: write what the connection sends and receives to this file (one JSON line
             per frame, with timing), for ``Gateway.replay``; never a key or a token.
+        telemetry: where OpenTelemetry metrics and spans go (a
+            :class:`~fal_realtime.Telemetry`); by default the global providers when one
+            is configured, else nothing is recorded (docs/observability.md).
 
     Returns:
         A :class:`Connecting`: awaiting it gives the :class:`RealtimeConnection`.
@@ -498,6 +509,7 @@ def connect(
         connection_key=connection_key,
         session=session,
         record=record,
+        telemetry=telemetry,
     )
     callbacks = Callbacks(on_result, on_error, on_open, on_close, on_state_change, on_meta)
     return Connecting(options, callbacks, lazy=lazy)

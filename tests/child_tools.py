@@ -60,6 +60,49 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    """Stop ``proc`` with ``sig`` (bounded), then kill it."""
+    if proc.returncode is None:
+        proc.send_signal(sig)
+    try:
+        async with asyncio.timeout(CHILD_WAIT):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def interrupt(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    """Send Ctrl-C (if it still runs); return the exit code and the rest of stdout and stderr."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(CHILD_WAIT):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def launch(
+    *args: str, until: str, env: dict[str, str] | None = None
+) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Start ``fal-realtime ARGS``; return it once it printed a line starting with ``until``,
+    with the lines it printed (a child that ends first fails the test with its stderr)."""
+    proc = await start(sys.executable, "-m", "fal_realtime", *args, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(CHILD_WAIT):
+            while not lines or not lines[-1].startswith(until):
+                line = await proc.stdout.readline()
+                if not line:
+                    raise AssertionError((await proc.stderr.read()).decode())
+                lines.append(line.decode().rstrip("\n"))
+    except BaseException:
+        await stop(proc)
+        raise
+    return proc, lines
+
+
 class Served:
     """A ``fal-realtime serve`` child process and what it printed at start-up."""
 
@@ -72,34 +115,9 @@ class Served:
 
     async def stop(self) -> tuple[int, str, str]:
         """Send Ctrl-C; return the exit code and the rest of stdout and stderr."""
-        self.proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(CHILD_WAIT):
-            out, err = await self.proc.communicate()
-        assert self.proc.returncode is not None
-        return self.proc.returncode, out.decode(), err.decode()
+        return await interrupt(self.proc)
 
 
 async def serve(*args: str, env: dict[str, str] | None = None) -> Served:
     """Start ``fal-realtime serve --port 0 ARGS``; return once it printed its start-up lines."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fal_realtime",
-        "serve",
-        "--port",
-        "0",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**CHILD_ENV, **(env or {})},
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    async with asyncio.timeout(CHILD_WAIT):
-        while not lines or not lines[-1].startswith("press Ctrl-C"):
-            line = await proc.stdout.readline()
-            if not line:
-                assert proc.stderr is not None
-                raise AssertionError((await proc.stderr.read()).decode())
-            lines.append(line.decode().rstrip("\n"))
-    return Served(proc, lines)
+    return Served(*await launch("serve", "--port", "0", *args, until="press Ctrl-C", env=env))

@@ -25,6 +25,7 @@ GROUPS = {
     "SEC": "Security (SPEC §6)",
     "PROXY": "Browser apps (SPEC §8, issue 20): fal's server proxy and the token route",
     "USR": "For users (issues #7, #14): the FastAPI example, the playground, the test toolkit",
+    "OBS": "Observability (SPEC §9, issue 21): OpenTelemetry metrics and spans, searchable logs",
 }
 
 HEADER = """# Conformance cases

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 
 import fal_realtime
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.demo import register_demo_apps
 from fal_realtime.server.proxy import FaultProxy
+
+if TYPE_CHECKING:
+    from .callbacks import Recorder
 
 #: One millisecond: tests express waits in multiples of it.
 MS = 0.001
@@ -37,11 +43,47 @@ def instant_retries() -> Iterator[None]:
 
 
 @pytest.fixture
+def recorder() -> Recorder:
+    """Return a recorder for one realtime connection's callbacks (``tests/callbacks.py``)."""
+    from .callbacks import Recorder
+
+    return Recorder()
+
+
+@pytest.fixture
 def gateway() -> Gateway:
     """Return a gateway that accepts KEY and hosts the demo apps."""
     gw = Gateway(keys=[KEY], heartbeat_s=None)
     register_demo_apps(gw)
     return gw
+
+
+@pytest.fixture
+def issued(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record the ``allowed_apps`` of every token the gateway issues."""
+    calls: list[list[str]] = []
+    issue = gateway.tokens.issue
+
+    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
+        calls.append(list(allowed_apps))
+        return issue(allowed_apps, lifetime_s, subject=subject)
+
+    monkeypatch.setattr(gateway.tokens, "issue", spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """Return a throwaway certificate authority for this module's TLS gateways."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_pem(ca: trustme.CA, tmp_path: Path) -> Path:
+    """Write the CA's certificate to a PEM file (for SSL_CERT_FILE, NODE_EXTRA_CA_CERTS)."""
+    path = tmp_path / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
 
 
 @pytest.fixture

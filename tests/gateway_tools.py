@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -18,6 +19,8 @@ from .conftest import AUTH, MS
 
 #: The longest any single wait in a gateway test may take.
 WAIT = 5000 * MS
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -134,6 +137,40 @@ async def eventually(predicate: Any, *, step: float = MS, within: float = WAIT) 
             await asyncio.sleep(step)
 
 
+async def on_io_alone(awaitable: Awaitable[T], *, within: float = WAIT) -> T:
+    """Await ``awaitable`` with the event loop's clock stopped; fail if it waits on a timer.
+
+    With ``loop.time()`` frozen no timer ever comes due (``asyncio.sleep``, timeouts,
+    backoff), so only I/O can move the awaitable along: "returns at once, no fixed wait"
+    without reading a clock. A guard thread gives up after ``within`` real seconds.
+    uvloop's timers do not read ``loop.time()``: there it only awaits (the stock loop's
+    run of the same test is the check).
+    """
+    loop = asyncio.get_running_loop()
+    if "uvloop" in type(loop).__module__:
+        return await awaitable
+    task = asyncio.ensure_future(awaitable)
+    fired = threading.Event()
+
+    def give_up() -> None:
+        fired.set()
+        loop.call_soon_threadsafe(task.cancel)
+
+    frozen = loop.time()
+    loop.time = lambda: frozen  # type: ignore[method-assign]
+    guard = threading.Timer(within, give_up)
+    guard.start()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if fired.is_set():
+            raise AssertionError(f"still waiting after {within:g} s: it waits on a timer") from None
+        raise
+    finally:
+        guard.cancel()
+        del loop.time  # the class's own clock again
+
+
 def count_handshakes(gateway: Gateway) -> Callable[[], int]:
     """Count credential checks on ``gateway`` (one per WebSocket handshake)."""
     calls = [0]
@@ -144,6 +181,19 @@ def count_handshakes(gateway: Gateway) -> Callable[[], int]:
         return check(**kwargs)
 
     gateway.authenticator.check = counting  # type: ignore[method-assign]
+    return lambda: calls[0]
+
+
+def count_upgrades(gateway: Gateway) -> Callable[[], int]:
+    """Count WebSocket requests that reached an app on ``gateway``, refused or not."""
+    calls = [0]
+    take = gateway.registry.take_faults
+
+    def counting(app_id: Any) -> Any:
+        calls[0] += 1
+        return take(app_id)
+
+    gateway.registry.take_faults = counting  # type: ignore[method-assign]
     return lambda: calls[0]
 
 

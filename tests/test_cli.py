@@ -84,6 +84,10 @@ async def test_gw_cli_3_tls_serves_wss_and_verification_stays_on(tmp_path: Path)
             ws = await http.ws_connect(url, ssl=trusted)
             await send_msgpack(ws, {"tls": True})
             assert await receive_frame(ws) == ("binary", {"echo": {"tls": True}})
+            # No TLS 1.3 session tickets: a threaded client (fal_client.SyncClient reads and
+            # writes its socket from two threads) could lose its upgrade request to them.
+            session = ws.get_extra_info("ssl_object").session
+            assert session is not None and not session.has_ticket
             await ws.close()
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
                 await http.ws_connect(url)

@@ -18,7 +18,6 @@ from fal_realtime.server.demo import (
     echo_http_handler,
     echo_realtime,
     flux_http_handler,
-    flux_image,
     flux_realtime,
     register_demo_apps,
 )
@@ -244,14 +243,6 @@ async def test_flux_realtime_rejects_a_missing_prompt() -> None:
     for bad in ({}, {"prompt": 3}, "a prompt", None):
         with pytest.raises(ValueError, match="prompt must be a string"):
             await flux_realtime(bad)
-
-
-def test_flux_is_cheap() -> None:
-    """Answer a default-size image in well under 10 ms."""
-    started = time.perf_counter()
-    for seed in range(20):
-        flux_image({"prompt": "a quick fox", "seed": seed, "image_size": "landscape_16_9"})
-    assert (time.perf_counter() - started) / 20 < 10 * MS
 
 
 # -- wiring ------------------------------------------------------------------------------

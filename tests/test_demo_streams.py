@@ -22,10 +22,11 @@ from fal_realtime.server.demo_streams import (
 )
 from fal_realtime.server.llm import answer, stream_outputs
 
+from .callbacks import Recorder
 from .child_tools import run
 from .conftest import KEY
 from .gateway_tools import WAIT
-from .stream_tools import Seen, streaming_connect
+from .stream_tools import streaming_connect
 
 LIVE_CAPTION_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "live_caption.py"
 
@@ -88,7 +89,7 @@ async def test_gw_demo_1_summarize_answers_once_done_then_the_session_ends(
     running: RunningGateway,
 ) -> None:
     """GW-DEMO-1: fal-ai/summarize: three inputs, the last "done": one summary, then dormant."""
-    rec = Seen()
+    rec = Recorder()
     async with await streaming_connect(running, "fal-ai/summarize", rec) as conn:
         await conn.send({"text": "the tiger"})
         await conn.send({"text": "the forest"})
@@ -102,7 +103,7 @@ async def test_gw_demo_2_live_caption_answers_each_chunk_as_it_comes(
     running: RunningGateway,
 ) -> None:
     """GW-DEMO-2: fal-ai/live-caption: each chunk's caption arrives before the next is sent."""
-    rec = Seen()
+    rec = Recorder()
     async with await streaming_connect(running, "fal-ai/live-caption", rec) as conn:
         for n, chunk in enumerate(["good", "evening.", "welcome"], start=1):
             await conn.send({"text": chunk})
@@ -116,7 +117,7 @@ async def test_gw_demo_3_any_llm_streams_its_realtime_answer_word_by_word(
 ) -> None:
     """GW-DEMO-3: fal-ai/any-llm's realtime endpoint streams the HTTP app's answer."""
     prompt = "Say hello in 4 words"
-    rec = Seen()
+    rec = Recorder()
     async with await streaming_connect(running, "fal-ai/any-llm", rec) as conn:
         await conn.send({"prompt": prompt})
         await rec.until(lambda: rec.results and not rec.results[-1]["partial"])

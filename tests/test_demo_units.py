@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 import zlib
 
 import pytest
@@ -80,14 +79,6 @@ def test_png_rejects_an_empty_size() -> None:
     """Refuse a zero width or height."""
     with pytest.raises(ValueError, match="positive"):
         render_prompt_png("x", width=0, height=10, seed=1)
-
-
-def test_png_is_fast() -> None:
-    """Draw a 128x72 image in well under 5 ms."""
-    started = time.perf_counter()
-    for seed in range(20):
-        render_prompt_png("a fast fox", width=128, height=72, seed=seed)
-    assert (time.perf_counter() - started) / 20 < 0.005
 
 
 @pytest.mark.parametrize(

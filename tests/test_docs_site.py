@@ -2,20 +2,16 @@
 and its home and API pages render with their theme in Chromium.
 
 The site is built once for the module with ``mkdocs build --strict`` into a tmp dir and
-served from 127.0.0.1 by aiohttp; Chromium is driven as in test_playground_browser.py.
-Screenshots are saved under the test's tmp dir; with FAL_RT_UPDATE_SCREENSHOT=1 they also
-replace docs/site-home.png and docs/site-api.png (a test run never changes the repository
-otherwise).
+served from 127.0.0.1 by aiohttp; Chromium is driven by tests/browser_tools.py.
+Screenshots are saved under the test's tmp dir.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +22,7 @@ from aiohttp import web
 
 import fal_realtime
 
-from .test_playground_browser import CHROMIUM, chromium
+from .browser_tools import chromium, needs_chromium
 
 pytest.importorskip("mkdocs", reason="needs the docs extra: pip install -e '.[docs]'")
 
@@ -35,10 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 VIEWPORT = (1280, 900)
 #: The longest ``mkdocs build`` may take.
 BUILD_TIMEOUT_S = 300
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Chromium at /usr/bin/chromium (Debian: apt-get install chromium)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +141,7 @@ async def test_usr_docs_5_home_and_api_pages_render_with_the_theme(
             assert rendered["nav"] >= 10, rendered
             assert rendered["blocks"] >= (20 if name == "api" else 1), rendered
             assert "fal_realtime" in rendered["title"], rendered
-            shot = await page.call("Page.captureScreenshot", format="png")
-        png = base64.b64decode(shot["data"])
-        screenshot = tmp_path / f"site-{name}.png"
-        screenshot.write_bytes(png)
-        if os.environ.get("FAL_RT_UPDATE_SCREENSHOT") == "1":
-            shutil.copyfile(screenshot, ROOT / "docs" / f"site-{name}.png")
+            png = await page.screenshot(tmp_path / f"site-{name}.png")
         image = Image.open(io.BytesIO(png)).convert("RGB")
         assert image.size == VIEWPORT
         colours = image.getcolors(maxcolors=1 << 16)

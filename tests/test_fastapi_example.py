@@ -33,6 +33,7 @@ pytest.importorskip(
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+APP = "fal-ai/flux-lora-realtime"
 #: The children run as a user would: without the suite's asyncio debug mode.
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
 #: The longest the child may take to start or to stop (it imports FastAPI).
@@ -318,3 +319,25 @@ async def test_usr_fastapi_8_shutdown_closes_the_connections_cleanly(
     assert "Application shutdown complete." in output
     for dirty in DIRTY:
         assert dirty not in output, output
+
+
+async def test_usr_fastapi_9_metrics_in_prometheus_text(
+    running: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """USR-FASTAPI-9: GET /metrics answers the connections' OpenTelemetry metrics (Prometheus)."""
+    for module in ("prometheus_client", "opentelemetry.exporter.prometheus"):
+        pytest.importorskip(module, reason="pip install -e '.[examples]' for GET /metrics")
+    async with serving_example(running) as service:
+        status, result = await _post(http, f"{service.url}/generate", {"prompt": "an eye"})
+        assert status == 200, result
+        async with asyncio.timeout(WAIT), http.get(f"{service.url}/metrics") as response:
+            assert response.status == 200
+            assert response.content_type == "text/plain"
+            text = await response.text()
+    app = f'fal_app_id="{APP}"'
+    assert re.search(rf"^fal_realtime_results_total\{{.*{app}.*\}} 1\.0$", text, re.M), text
+    assert re.search(rf"^fal_realtime_sent_total\{{.*{app}.*\}} 1\.0$", text, re.M)
+    assert re.search(r'^fal_realtime_connections\{.*state="open".*\} 1\.0$', text, re.M)
+    assert "fal_realtime_result_latency_seconds_bucket" in text
+    assert "fal_realtime_connect_duration_seconds_count" in text
+    assert KEY not in text and KEY.split(":")[1] not in text

@@ -10,37 +10,22 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
-from fal_realtime import ConnectionState, RealtimeError, ReconnectPolicy
+from fal_realtime import ConnectionState, ReconnectPolicy
 from fal_realtime.server import Gateway
 from fal_realtime.server.proxy import FaultProxy
 
+from .callbacks import Recorder
 from .conftest import KEY, MS
 from .gateway_tools import eventually
 
 WAIT = 5000 * MS
 
 
-class Seen:
-    """What one realtime connection reported."""
-
-    def __init__(self) -> None:
-        self.results: list[Any] = []
-        self.errors: list[RealtimeError] = []
-        self.states: list[ConnectionState] = []
-        self.sent_when_reconnecting: list[int] = []
-        self.conn: fal_realtime.RealtimeConnection | None = None
-
-    def on_state_change(self, state: ConnectionState) -> None:
-        self.states.append(state)
-        if state is ConnectionState.RECONNECTING and self.conn is not None:
-            self.sent_when_reconnecting.append(self.conn.stats.sent)
-
-
-async def _open(proxy: FaultProxy, seen: Seen, **kwargs: Any) -> fal_realtime.RealtimeConnection:
+async def _open(
+    proxy: FaultProxy, seen: Recorder, **kwargs: Any
+) -> fal_realtime.RealtimeConnection:
     options: dict[str, Any] = {
-        "on_result": seen.results.append,
-        "on_error": seen.errors.append,
-        "on_state_change": seen.on_state_change,
+        **seen.hooks(),
         "base_url": proxy.ws_url,
         "key": KEY,
         "throttle_interval": 0,
@@ -51,7 +36,7 @@ async def _open(proxy: FaultProxy, seen: Seen, **kwargs: Any) -> fal_realtime.Re
     return conn
 
 
-async def _round_trip(conn: fal_realtime.RealtimeConnection, seen: Seen, value: Any) -> None:
+async def _round_trip(conn: fal_realtime.RealtimeConnection, seen: Recorder, value: Any) -> None:
     before = len(seen.results)
     await conn.send({"v": value})
     await eventually(lambda: len(seen.results) > before)
@@ -61,9 +46,11 @@ async def _round_trip(conn: fal_realtime.RealtimeConnection, seen: Seen, value: 
 # -- realtime -------------------------------------------------------------------------------
 
 
-async def test_rt_fault_1_cut_while_idle_reconnects_without_error(proxy: FaultProxy) -> None:
+async def test_rt_fault_1_cut_while_idle_reconnects_without_error(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-1: a cut (no close frame) while idle: reconnecting, open again, no error."""
-    seen = Seen()
+    seen = recorder
     async with await _open(proxy, seen) as conn:
         await _round_trip(conn, seen, 1)
         assert proxy.cut() == 1
@@ -77,9 +64,10 @@ async def test_rt_fault_1_cut_while_idle_reconnects_without_error(proxy: FaultPr
 
 async def test_rt_fault_2_cut_during_a_burst_delivers_pending_exactly_once(
     proxy: FaultProxy,
+    recorder: Recorder,
 ) -> None:
     """RT-FAULT-2: a cut mid-burst: everything still pending arrives once, in order, none twice."""
-    seen = Seen()
+    seen = recorder
     async with await _open(proxy, seen, throttle_interval=5 * MS, coalesce=False) as conn:
         for i in range(60):
             await conn.send({"i": i})
@@ -95,9 +83,11 @@ async def test_rt_fault_2_cut_during_a_burst_delivers_pending_exactly_once(
         assert seen.errors == [] and conn.stats.reconnects == 1
 
 
-async def test_rt_fault_3_stall_is_detected_by_the_heartbeat(proxy: FaultProxy) -> None:
+async def test_rt_fault_3_stall_is_detected_by_the_heartbeat(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-3: a stalled link (no bytes either way): a missed pong, 1006, reconnect."""
-    seen = Seen()
+    seen = recorder
     async with await _open(proxy, seen, heartbeat_s=80 * MS) as conn:
         await _round_trip(conn, seen, 1)
         proxy.stall(400 * MS)
@@ -107,9 +97,11 @@ async def test_rt_fault_3_stall_is_detected_by_the_heartbeat(proxy: FaultProxy) 
         assert seen.errors == [] and conn.stats.reconnects == 1
 
 
-async def test_rt_fault_4_cut_mid_frame_never_delivers_half_a_result(proxy: FaultProxy) -> None:
+async def test_rt_fault_4_cut_mid_frame_never_delivers_half_a_result(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-4: a result frame cut in half is never delivered; the connection recovers."""
-    seen = Seen()
+    seen = recorder
     async with await _open(proxy, seen) as conn:
         proxy.cut_mid_frame()
         await conn.send({"v": "x" * 1000})
@@ -119,9 +111,11 @@ async def test_rt_fault_4_cut_mid_frame_never_delivers_half_a_result(proxy: Faul
         await _round_trip(conn, seen, "after")
 
 
-async def test_rt_fault_5_delay_is_survived_and_measured(proxy: FaultProxy) -> None:
+async def test_rt_fault_5_delay_is_survived_and_measured(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-5: 40 ms each way: results still arrive; the latency stat shows the delay."""
-    seen = Seen()
+    seen = recorder
     async with await _open(proxy, seen) as conn:
         proxy.delay_s = 40 * MS
         await _round_trip(conn, seen, 1)
@@ -134,7 +128,7 @@ async def test_rt_fault_6_refused_reconnects_back_off_then_succeed_or_fail(
     proxy: FaultProxy,
 ) -> None:
     """RT-FAULT-6: refused handshakes: retried until the window ends; past the policy: failed."""
-    seen = Seen()
+    seen = Recorder()
     policy = ReconnectPolicy(max_attempts=None, deadline_s=5, initial_delay_s=20 * MS)
     async with await _open(proxy, seen, reconnect=policy) as conn:
         proxy.refuse_for(300 * MS)
@@ -147,7 +141,7 @@ async def test_rt_fault_6_refused_reconnects_back_off_then_succeed_or_fail(
         assert seen.results == [{"echo": {"v": "queued during refusal"}}]
         assert proxy.refused >= 1 and seen.errors == []
 
-    seen = Seen()
+    seen = Recorder()
     policy = ReconnectPolicy(max_attempts=3, deadline_s=None, initial_delay_s=10 * MS)
     conn = await _open(proxy, seen, reconnect=policy)
     try:
@@ -159,15 +153,16 @@ async def test_rt_fault_6_refused_reconnects_back_off_then_succeed_or_fail(
         await conn.close()
 
 
-async def test_rt_fault_7_cut_during_the_handshake_is_retried(proxy: FaultProxy) -> None:
+async def test_rt_fault_7_cut_during_the_handshake_is_retried(
+    proxy: FaultProxy, recorder: Recorder
+) -> None:
     """RT-FAULT-7: a link cut while the handshake hangs: the attempt fails, the retry opens."""
-    seen = Seen()
+    seen = recorder
     conn = await _open(proxy, seen, lazy=True, open_timeout_s=2.0)
     try:
         proxy.stall()
         await conn.send({"v": 1})
-        await eventually(lambda: proxy.active == 1)
-        await asyncio.sleep(50 * MS)  # the token fetch or the upgrade is in flight, stuck
+        await eventually(lambda: proxy.held >= 1)  # the upgrade is in flight, stuck
         proxy.cut()
         proxy.resume()
         await eventually(lambda: seen.results)

@@ -43,7 +43,8 @@ async def test_gw_tok_1_issues_a_url_safe_json_string_bound_to_apps(
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
     claims = _claims(token)
     assert claims["allowed_apps"] == ["echo"]
-    assert 119 <= float(claims["exp"]) - time.time() <= 121  # type: ignore[arg-type]
+    # Its lifetime, from its own issue time (iat is whole seconds): no clock read here.
+    assert 120 <= float(claims["exp"]) - float(claims["iat"]) < 121  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Key wrong"}, {"Authorization": "x"}])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,38 +34,22 @@ from .conftest import KEY
 DEADLINE_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """Return a throwaway certificate authority for this module's gateways."""
-    return trustme.CA()
-
-
-@pytest.fixture
-def issued(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the ``allowed_apps`` of every token the gateway issues."""
-    calls: list[list[str]] = []
-    issue = gateway.tokens.issue
-
-    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
-        calls.append(list(allowed_apps))
-        return issue(allowed_apps, lifetime_s, subject=subject)
-
-    monkeypatch.setattr(gateway.tokens, "issue", spy)
-    return calls
-
-
 @pytest.fixture
 async def tls_gateway(
     gateway: Gateway,
     ca: trustme.CA,
-    tmp_path: Path,
+    ca_pem: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[RunningGateway]:
     """Serve ``gateway`` over TLS and point fal_client at it, trusting only the test CA."""
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
-    ca_pem = tmp_path / "test-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_pem))
+    # As `fal-realtime serve --certfile` does: no TLS 1.3 session tickets. SyncClient's
+    # websockets connection reads its SSL socket in a thread while the caller writes the
+    # upgrade request; a ticket read meanwhile could lose that request (OpenSSL objects
+    # are not thread-safe), and GW-INTEROP-4 then hung until the gateway's 10 s
+    # handshake timeout: its flake under load.
+    server_ctx.num_tickets = 0
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))
     # httpx and websockets both read proxy variables; keep local traffic local.
     monkeypatch.setenv("NO_PROXY", "*")

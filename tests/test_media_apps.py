@@ -31,6 +31,7 @@ from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.server.media import I2I_APPS, PILLOW_HINT, VIDEO_APPS, register_media_apps
 from fal_realtime.server.realtime_wire import SessionWire
 
+from .callbacks import Recorder
 from .conftest import KEY
 from .gateway_tools import (
     WAIT,
@@ -40,8 +41,8 @@ from .gateway_tools import (
     receive_frame,
     send_msgpack,
 )
-from .stream_tools import Seen, streaming_connect
-from .test_interop_fal_client import ca, fal_async, tls_gateway  # noqa: F401 (fixtures)
+from .stream_tools import streaming_connect
+from .test_interop_fal_client import fal_async, tls_gateway  # noqa: F401 (fixtures)
 
 DATA = Path(__file__).resolve().parent / "data"
 #: The keys and types of an image result (fal's demos read ``images[0].content``).
@@ -364,7 +365,7 @@ async def test_gw_media_10_video_preview_on_this_client_ends_dormant_without_err
     running: RunningGateway,
 ) -> None:
     """GW-MEDIA-10: this client gets every preview frame, then TIMEOUT: dormant, no error."""
-    seen = Seen()
+    seen = Recorder()
     conn = await streaming_connect(running, "fal-ai/cogvideox-realtime", seen)
     async with conn:
         await conn.send({"prompt": "sunrise", "num_frames": 3, "fps": 60})

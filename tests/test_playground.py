@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,12 +17,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fal_realtime.playground import PAGE_PATH, SOCKET_PATH, serve_playground
+from fal_realtime.playground import (
+    CAMERA_PAGE_PATH,
+    DIRECT_PATH,
+    PAGE_PATH,
+    SOCKET_PATH,
+    serve_playground,
+)
 from fal_realtime.server import RunningGateway
 
 from .conftest import MS
 
 WAIT = 5000 * MS
+STYLESHEET_LINK = re.compile(r'<link rel="stylesheet" href="([^"]+)">')
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
 
 
@@ -121,6 +129,20 @@ async def test_usr_web_4_page_redirect_and_cross_origin_refusal(
         same_origin = {"Origin": playground.url}
         async with http.ws_connect(f"{playground.ws_url}{SOCKET_PATH}", headers=same_origin) as ws:
             assert (await _receive(ws, "stats"))["stats"]["sent"] == 0
+
+
+async def test_each_page_links_the_shared_stylesheet_it_is_served(
+    playground: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    """Each page links the pages' one stylesheet, and the playground serves it as text/css."""
+    async with asyncio.timeout(WAIT):
+        for path in (PAGE_PATH, DIRECT_PATH, CAMERA_PAGE_PATH):
+            async with http.get(f"{playground.url}{path}") as response:
+                links = STYLESHEET_LINK.findall(await response.text())
+            assert len(links) == 1, path
+            async with http.get(f"{playground.url}{links[0]}") as response:
+                assert response.status == 200 and response.content_type == "text/css"
+                assert "--accent:" in await response.text()
 
 
 def test_usr_web_5_port_without_web_exits_2() -> None:

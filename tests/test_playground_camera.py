@@ -9,12 +9,8 @@ browser → playground WebSocket → this package's client → the gateway's ima
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
-import os
 import re
-import shutil
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,9 +21,7 @@ from PIL import Image
 from fal_realtime.playground import CAMERA_PAGE_PATH, serve_playground
 from fal_realtime.server import RunningGateway
 
-from .conftest import MS
-from .test_playground_browser import CHROMIUM, WAIT, WINDOW, _stop, chromium, demo_web
-from .test_playground_browser import pytestmark as needs_chromium
+from .browser_tools import CHROMIUM, WAIT, chromium, demo_web, leave_page, needs_chromium, stop_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_SCREENSHOT = ROOT / "docs" / "playground-camera.png"
@@ -36,13 +30,6 @@ STATS = re.compile(
     r"^frames (\d+) · sent (\d+) · coalesced (\d+) · received (\d+) · last latency ([\d.]+) ms$"
 )
 CAMERA_PAGE = re.compile(r"^camera page: (http://127\.0\.0\.1:\d+/playground/camera)$")
-
-
-async def _camera_stats(page_url: str) -> dict[str, int]:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(WAIT):
-        async with http.get(f"{page_url}/stats") as response:
-            stats: dict[str, int] = await response.json()
-            return stats
 
 
 @needs_chromium
@@ -54,13 +41,6 @@ async def test_usr_web_camera_1_fake_camera_frames_come_back_side_by_side(
     async with demo_web() as (proc, _url, lines):
         url = next(m.group(1) for line in lines if (m := CAMERA_PAGE.match(line)))
         async with chromium(url, tmp_path / "profile", *FAKE_CAMERA) as page:
-            await page.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=WINDOW[0],
-                height=WINDOW[1],
-                deviceScaleFactor=1,
-                mobile=False,
-            )
             await page.wait_until(
                 "document.getElementById('camera')?.videoWidth > 0", "camera picture"
             )
@@ -92,23 +72,9 @@ async def test_usr_web_camera_1_fake_camera_frames_come_back_side_by_side(
                 " document.getElementById('result').getBoundingClientRect().left]"
             )
             assert left < right
-            shot = await page.call("Page.captureScreenshot", format="png")
-            png = base64.b64decode(shot["data"])
-            assert png[:8] == b"\x89PNG\r\n\x1a\n"
-            (tmp_path / "playground-camera.png").write_bytes(png)
-            if os.environ.get("FAL_RT_UPDATE_SCREENSHOT") == "1":
-                shutil.copyfile(tmp_path / "playground-camera.png", DOCS_SCREENSHOT)
-            assert (await _camera_stats(url)) == {"tabs": 1, "relays": 1}
-            await page.call("Page.navigate", url="about:blank")
-            async with asyncio.timeout(WAIT):
-                while (await _camera_stats(url)) != {"tabs": 0, "relays": 0}:  # noqa: ASYNC110
-                    await asyncio.sleep(50 * MS)
-        await _stop(proc, signal.SIGINT)
-        assert proc.stdout is not None and proc.stderr is not None
-        out, err = (await proc.stdout.read()).decode(), (await proc.stderr.read()).decode()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
-    assert "playground stopped" in out
+            await page.screenshot(tmp_path / "playground-camera.png", docs=DOCS_SCREENSHOT)
+            await leave_page(page, f"{url}/stats")
+        await stop_demo(proc)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,8 +24,9 @@ from multidict import CIMultiDict
 import fal_realtime
 from fal_realtime.proxy import Proxy, ProxyRequest, loopback_only
 from fal_realtime.proxy._rules import Refusal, Upstreams, check_target, forwarded_headers
-from fal_realtime.server import Gateway, RunningGateway
+from fal_realtime.server import RunningGateway
 
+from .child_tools import CHILD_WAIT, interrupt, launch
 from .conftest import KEY, MS
 from .proxy_tools import FakeUpstream, serve_proxy
 
@@ -34,6 +36,7 @@ ALLOWED = ["fal-ai/echo", "fal-ai/any-llm", "test/slow"]
 ECHO_TARGET = "https://fal.run/fal-ai/echo"
 LLM_TARGET = "https://fal.run/fal-ai/any-llm"
 TOKENS_TARGET = "https://rest.fal.ai/tokens/"
+PROXY_LISTENING = re.compile(r"^fal-realtime proxy listening on (http://127\.0\.0\.1:\d+/api/fal)$")
 
 
 def allow_all(request: ProxyRequest) -> bool:
@@ -44,20 +47,6 @@ def allow_all(request: ProxyRequest) -> bool:
 def refuse_all(request: ProxyRequest) -> bool:
     """Refuse every request."""
     return False
-
-
-@pytest.fixture
-def issued(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the ``allowed_apps`` of every token the gateway issues."""
-    calls: list[list[str]] = []
-    issue = gateway.tokens.issue
-
-    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
-        calls.append(list(allowed_apps))
-        return issue(allowed_apps, lifetime_s, subject=subject)
-
-    monkeypatch.setattr(gateway.tokens, "issue", spy)
-    return calls
 
 
 @pytest.fixture
@@ -87,6 +76,14 @@ async def _post(
         async with http.request(method, f"{url}/proxy", data=data, headers=sent) as resp:
             headers = {k.lower(): v for k, v in resp.headers.items()}
             return resp.status, headers, await resp.read()
+
+
+async def _through_open_proxy(http: aiohttp.ClientSession, target: str) -> tuple[int, bytes]:
+    """POST ``{"a": 1}`` to ``target`` through a proxy that allows every app; return the
+    status and body."""
+    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
+        status, _, body = await _post(http, url, target, {"a": 1})
+    return status, body
 
 
 @ADAPTERS
@@ -184,8 +181,7 @@ async def test_proxy_5_other_hosts_are_refused(
 ) -> None:
     """PROXY-5: a target on any host other than fal's (or a rest.fal.ai route not served) is
     refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, body = await _post(http, url, target, {"a": 1})
+    status, body = await _through_open_proxy(http, target)
     assert status == 400, body
     assert "detail" in orjson.loads(body)
 
@@ -198,8 +194,7 @@ async def test_proxy_6_plain_http_and_schemeless_targets_are_refused(
     target: str, http: aiohttp.ClientSession, at_gateway: RunningGateway
 ) -> None:
     """PROXY-6: http://, ws:// and scheme-less targets are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -217,8 +212,7 @@ async def test_proxy_7_ip_literals_are_refused(
     target: str, http: aiohttp.ClientSession, at_gateway: RunningGateway
 ) -> None:
     """PROXY-7: IP-literal targets (v4, v6, decimal, hex) are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -239,8 +233,7 @@ async def test_proxy_8_userinfo_and_authority_tricks_are_refused(
 ) -> None:
     """PROXY-8: userinfo (fal.run@evil), ports, fragments and trailing dots in the authority
     are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -263,8 +256,7 @@ async def test_proxy_9_encoded_and_dot_segment_paths_are_refused(
     target: str, http: aiohttp.ClientSession, at_gateway: RunningGateway
 ) -> None:
     """PROXY-9: encoded, dot-segment, empty-segment and backslash paths are refused with 400."""
-    async with serve_proxy("aiohttp", key=KEY, allowed_apps="*", authorize=allow_all) as url:
-        status, _, _ = await _post(http, url, target, {"a": 1})
+    status, _ = await _through_open_proxy(http, target)
     assert status == 400
 
 
@@ -636,35 +628,19 @@ async def test_proxy_23_cli_serves_proxy_and_token_routes(
 ) -> None:
     """PROXY-23: `fal-realtime proxy --port 0 --allow-app fal-ai/echo` serves /api/fal/token
     and /api/fal/proxy for local pages, refuses other sites' pages, and stops on Ctrl-C."""
-    import os
-    import re
-    import signal
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-    env["FAL_KEY"] = KEY
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fal_realtime",
+    proc, lines = await launch(
         "proxy",
         "--port",
         "0",
         "--allow-app",
         "fal-ai/echo",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+        until="fal-realtime proxy listening on ",
+        env={"FAL_KEY": KEY, "FAL_RUN_HOST": at_gateway.ws_url},
     )
-    assert proc.stdout is not None and proc.stderr is not None
     try:
-        async with asyncio.timeout(60_000 * MS):
-            first = (await proc.stdout.readline()).decode()
-            match = re.match(
-                r"^fal-realtime proxy listening on (http://127\.0\.0\.1:\d+/api/fal)$",
-                first.strip(),
-            )
-            assert match, first + (await proc.stderr.read()).decode()
+        async with asyncio.timeout(CHILD_WAIT):
+            match = PROXY_LISTENING.match(lines[0])
+            assert match, lines
             url = match.group(1)
             async with http.get(f"{url}/token", params={"app": "fal-ai/echo"}) as resp:
                 assert resp.status == 200
@@ -680,14 +656,11 @@ async def test_proxy_23_cli_serves_proxy_and_token_routes(
             status, _, _ = await _post(http, url, "https://fal.run/fal-ai/any-llm", {"a": 1})
             assert status == 403
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(60_000 * MS):
-            out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert "Traceback" not in err.decode()
-    assert KEY not in out.decode() + err.decode()
-    assert out.decode().rstrip().endswith("proxy stopped")
+        code, out, err = await interrupt(proc)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert KEY not in "\n".join(lines) + out + err
+    assert out.rstrip().endswith("proxy stopped")
 
 
 async def test_proxy_24_a_session_of_yours_is_used_and_left_open(

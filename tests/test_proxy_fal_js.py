@@ -17,7 +17,7 @@ import os
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,26 +76,6 @@ def _websocket_flags() -> tuple[str, ...]:
 def node_modules() -> Path:
     """Return the node_modules holding @fal-ai/client 1.10.1."""
     return _install_fal_client()
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """Return a throwaway certificate authority for this module's gateways."""
-    return trustme.CA()
-
-
-@pytest.fixture
-def issued(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the ``allowed_apps`` of every token the gateway issues."""
-    calls: list[list[str]] = []
-    issue = gateway.tokens.issue
-
-    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
-        calls.append(list(allowed_apps))
-        return issue(allowed_apps, lifetime_s, subject=subject)
-
-    monkeypatch.setattr(gateway.tokens, "issue", spy)
-    return calls
 
 
 @pytest.fixture
@@ -158,48 +138,46 @@ async def _run_node(
     return result
 
 
+#: Runs a harness scenario in Node against a proxy (of ``kind``) for one app; returns the
+#: scenario's JSON line and what the proxy's authorize saw.
+NodeRun = Callable[[str, str, str], Awaitable[tuple[dict[str, Any], list[str]]]]
+
+
 @pytest.fixture
-def ca_pem(ca: trustme.CA, tmp_path: Path) -> Path:
-    """Write the CA's certificate where Node can read it."""
-    path = tmp_path / "test-ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
+def through_proxy(
+    tls_gateway: RunningGateway, node_modules: Path, ca: trustme.CA, ca_pem: Path
+) -> NodeRun:
+    """Return ``run(kind, scenario, app)``: serve the proxy, run the scenario in Node."""
 
+    async def run(kind: str, scenario: str, app: str) -> tuple[dict[str, Any], list[str]]:
+        seen: list[str] = []
 
-def _authorize(seen: list[str]) -> Any:
-    def authorize(request: ProxyRequest) -> bool:
-        seen.append(request.header("x-fal-target-url") or request.route)
-        return request.client == "127.0.0.1"
+        def authorize(request: ProxyRequest) -> bool:
+            seen.append(request.header("x-fal-target-url") or request.route)
+            return request.client == "127.0.0.1"
 
-    return authorize
+        async with serve_proxy(
+            kind,
+            key=KEY,
+            allowed_apps=[app],
+            authorize=authorize,
+            ssl_context=_client_ssl(ca),
+        ) as url:
+            result = await _run_node(
+                scenario, proxy_url=url, gateway=tls_gateway, modules=node_modules, ca_pem=ca_pem
+            )
+        return result, seen
+
+    return run
 
 
 @ADAPTERS
 async def test_proxy_js_1_realtime_connect_with_proxy_url(
-    kind: str,
-    tls_gateway: RunningGateway,
-    node_modules: Path,
-    ca: trustme.CA,
-    ca_pem: Path,
-    issued: list[list[str]],
+    kind: str, through_proxy: NodeRun, issued: list[list[str]]
 ) -> None:
     """PROXY-JS-1: fal.realtime.connect with proxyUrl: the token comes through our proxy
     (rest.fal.ai/tokens/), the socket goes to the gateway, the echo comes back."""
-    seen: list[str] = []
-    async with serve_proxy(
-        kind,
-        key=KEY,
-        allowed_apps=["fal-ai/echo"],
-        authorize=_authorize(seen),
-        ssl_context=_client_ssl(ca),
-    ) as url:
-        result = await _run_node(
-            "proxy-realtime",
-            proxy_url=url,
-            gateway=tls_gateway,
-            modules=node_modules,
-            ca_pem=ca_pem,
-        )
+    result, seen = await through_proxy(kind, "proxy-realtime", "fal-ai/echo")
     assert result["results"] == [{"echo": {"prompt": "hi from node", "n": 2}}]
     assert result["errors"] == []
     assert seen == ["https://rest.fal.ai/tokens/"]
@@ -209,30 +187,11 @@ async def test_proxy_js_1_realtime_connect_with_proxy_url(
 
 @ADAPTERS
 async def test_proxy_js_2_realtime_connect_with_token_provider(
-    kind: str,
-    tls_gateway: RunningGateway,
-    node_modules: Path,
-    ca: trustme.CA,
-    ca_pem: Path,
-    issued: list[list[str]],
+    kind: str, through_proxy: NodeRun, issued: list[list[str]]
 ) -> None:
     """PROXY-JS-2: fal.realtime.connect with a tokenProvider that calls {prefix}/token: fal-js
     asks for 'fal-ai/echo/realtime', our route answers, the echo comes back."""
-    seen: list[str] = []
-    async with serve_proxy(
-        kind,
-        key=KEY,
-        allowed_apps=["fal-ai/echo"],
-        authorize=_authorize(seen),
-        ssl_context=_client_ssl(ca),
-    ) as url:
-        result = await _run_node(
-            "token-provider",
-            proxy_url=url,
-            gateway=tls_gateway,
-            modules=node_modules,
-            ca_pem=ca_pem,
-        )
+    result, seen = await through_proxy(kind, "token-provider", "fal-ai/echo")
     assert result["results"] == [{"echo": {"prompt": "hi from node", "n": 2}}]
     assert result["tokenApps"] == ["fal-ai/echo/realtime"]
     assert seen == ["/token"]
@@ -241,25 +200,11 @@ async def test_proxy_js_2_realtime_connect_with_token_provider(
 
 @ADAPTERS
 async def test_proxy_js_3_stream_and_run_through_the_proxy(
-    kind: str,
-    tls_gateway: RunningGateway,
-    node_modules: Path,
-    ca: trustme.CA,
-    ca_pem: Path,
+    kind: str, through_proxy: NodeRun
 ) -> None:
     """PROXY-JS-3: fal.stream (SSE) and fal.run through the proxy get any-llm's partial
     events and final answer from the gateway."""
-    seen: list[str] = []
-    async with serve_proxy(
-        kind,
-        key=KEY,
-        allowed_apps=["fal-ai/any-llm"],
-        authorize=_authorize(seen),
-        ssl_context=_client_ssl(ca),
-    ) as url:
-        result = await _run_node(
-            "stream", proxy_url=url, gateway=tls_gateway, modules=node_modules, ca_pem=ca_pem
-        )
+    result, seen = await through_proxy(kind, "stream", "fal-ai/any-llm")
     events = result["results"]
     assert len(events) > 2
     assert all(event["partial"] for event in events[:-1])

@@ -8,9 +8,6 @@ the helpers of ``test_playground_browser``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -20,35 +17,26 @@ from fal_realtime.playground import DIRECT_PATH, TOKEN_PATH, Playground
 from fal_realtime.server import Gateway
 from fal_realtime.server.demo import register_demo_apps
 
-from .test_playground_browser import CHROMIUM, WINDOW, chromium
+from .browser_tools import chromium, needs_chromium
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Chromium at /usr/bin/chromium (Debian: apt-get install chromium)",
-)
+pytestmark = needs_chromium
 PROMPT = "a red fox in the snow"
 
 
-def _demo_seed(prompt: str) -> int:
-    return int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+@pytest.fixture
+def gateway() -> Gateway:
+    """Return a gateway with the demo apps and a key of its own (the playground's)."""
+    gateway = Gateway(heartbeat_s=None)
+    register_demo_apps(gateway)
+    return gateway
 
 
 async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, gateway: Gateway, issued: list[list[str]]
 ) -> None:
     """PROXY-WEB-1: in Chromium, the direct page gets a token from the playground's token
     route, opens the realtime socket to the gateway itself and draws the typed prompt; the
     key never reaches the page and other sites' pages get no token."""
-    gateway = Gateway(heartbeat_s=None)
-    register_demo_apps(gateway)
-    issued: list[list[str]] = []
-    issue = gateway.tokens.issue
-
-    def spy(allowed_apps: Sequence[str], lifetime_s: float, *, subject: str) -> str:
-        issued.append(list(allowed_apps))
-        return issue(allowed_apps, lifetime_s, subject=subject)
-
-    monkeypatch.setattr(gateway.tokens, "issue", spy)
     key = gateway.generated_key
     assert key is not None
     playground = Playground(key=key)
@@ -64,37 +52,16 @@ async def test_proxy_web_1_direct_page_draws_with_a_token_from_the_backend(
             async with http.get(f"{running.url}{TOKEN_PATH}", params={"app": "fal-ai/echo"}) as r:
                 assert r.status == 403
         async with chromium(url, tmp_path / "profile") as page:
-            await page.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=WINDOW[0],
-                height=WINDOW[1],
-                deviceScaleFactor=1,
-                mobile=False,
-            )
             await page.wait_until(
                 "document.getElementById('status')?.textContent.startsWith('socket idle')",
                 "the page's status line",
             )
-            await page.evaluate("document.getElementById('prompt').focus()")
-            for char in PROMPT:
-                await page.call("Input.insertText", text=char)
-            caption = await page.wait_until(
-                f"""(() => {{
-                    const img = document.querySelector('#canvas img');
-                    const caption = document.getElementById('caption').textContent;
-                    return img && img.complete && img.naturalWidth > 0
-                        && caption.endsWith('seed {_demo_seed(PROMPT)}') && caption;
-                }})()""",
-                "image of the whole prompt",
-            )
+            caption = await page.type_prompt(PROMPT)
             assert caption.startswith("128×72 · ")
             status = await page.evaluate("document.getElementById('status').textContent")
             assert status.startswith("socket open · tokens 1 · ")
             assert await page.evaluate("document.getElementById('error').textContent") == ""
             html = await page.evaluate("document.documentElement.outerHTML")
             assert key not in html
-            screenshot = await page.call("Page.captureScreenshot", format="png")
-            png = base64.b64decode(screenshot["data"])
-            assert png[:8] == b"\x89PNG\r\n\x1a\n"
-            (tmp_path / "direct.png").write_bytes(png)
+            await page.screenshot(tmp_path / "direct.png")
     assert issued == [["flux-lora-realtime"]]

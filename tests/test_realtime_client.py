@@ -15,61 +15,17 @@ from fal_realtime._transport import shared_session
 from fal_realtime.server import Gateway, RunningGateway
 from fal_realtime.testing import connect_with_query
 
+from .callbacks import Recorder
 from .conftest import KEY, MS
-from .gateway_tools import FramesRead, count_handshakes, eventually
+from .gateway_tools import FramesRead, count_handshakes, count_upgrades, eventually
 
 WAIT = 5000 * MS
-
-
-class Recorder:
-    """Collect everything a connection reports through its callbacks."""
-
-    def __init__(self) -> None:
-        self.results: list[Any] = []
-        self.errors: list[RealtimeError] = []
-        self.states: list[ConnectionState] = []
-        self.meta: list[Any] = []
-        self.opens = 0
-        self.closes: list[int | None] = []
-        self._changed = asyncio.Event()
-
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "on_result": self.on_result,
-            "on_error": self.on_error,
-            "on_state_change": self.on_state_change,
-            "on_meta": self.meta.append,
-            "on_open": self.on_open,
-            "on_close": self.closes.append,
-        }
-
-    def on_result(self, value: Any) -> None:
-        self.results.append(value)
-        self._changed.set()
-
-    def on_error(self, error: RealtimeError) -> None:
-        self.errors.append(error)
-        self._changed.set()
-
-    def on_state_change(self, state: ConnectionState) -> None:
-        self.states.append(state)
-        self._changed.set()
-
-    def on_open(self) -> None:
-        self.opens += 1
-
-    async def until(self, predicate: Any) -> None:
-        """Wait (bounded) until ``predicate()`` holds."""
-        async with asyncio.timeout(WAIT):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 async def _connect(
     running: RunningGateway, app: str = "fal-ai/echo", rec: Recorder | None = None, **kwargs: Any
 ) -> RealtimeConnection:
-    callbacks = rec.kwargs() if rec is not None else {}
+    callbacks = rec.hooks() if rec is not None else {}
     options = {"base_url": running.ws_url, "key": KEY, **callbacks, **kwargs}
     if (query := options.pop("query", None)) is not None:  # the gateway's fault flags
         return await connect_with_query(app, query, **options)
@@ -104,9 +60,12 @@ async def test_rt_2_burst_latest_wins_with_exact_counts(running: RunningGateway)
         for i in range(10):
             await conn.send({"i": i})
         await rec.until(lambda: len(rec.results) == 2)
-        await asyncio.sleep(100 * MS)  # nothing else may come
-        assert rec.results == [{"echo": {"i": 0}}, {"echo": {"i": 9}}]
-        assert (conn.stats.sent, conn.stats.coalesced, conn.stats.results) == (2, 8, 2)
+        # The barrier: a sentinel, answered in order after anything still on its way.
+        await conn.send({"sentinel": True})
+        await rec.until(lambda: len(rec.results) == 3)
+        assert rec.results == [{"echo": {"i": 0}}, {"echo": {"i": 9}}, {"echo": {"sentinel": True}}]
+        # Nothing was left waiting for the sentinel to supersede.
+        assert (conn.stats.sent, conn.stats.coalesced, conn.stats.results) == (3, 8, 3)
 
 
 async def test_rt_3_no_coalesce_paces_every_message_in_order(running: RunningGateway) -> None:
@@ -285,8 +244,6 @@ async def test_rt_12_accept_then_close_gives_bounded_attempts(
         await conn.send({"i": 0})
         await rec.until(lambda: conn.state is ConnectionState.FAILED)
         assert attempts() == 4
-        await asyncio.sleep(100 * MS)
-        assert attempts() == 4  # nothing after giving up: no tight loop
         assert [e.code for e in rec.errors] == ["CONNECTION_LOST"]
         assert conn.stats.dropped == {"failed": 1}
         with pytest.raises(RealtimeError) as info:
@@ -294,6 +251,11 @@ async def test_rt_12_accept_then_close_gives_bounded_attempts(
         assert info.value.code == "CONNECTION_LOST"
     finally:
         await conn.close()
+    # The barrier: close() has awaited every task the connection owned, so no attempt is
+    # on its way or can start: nothing came after giving up (no tight loop).
+    assert attempts() == 4
+    after_failed = rec.states[rec.states.index(ConnectionState.FAILED) :]
+    assert ConnectionState.RECONNECTING not in after_failed
 
 
 @pytest.mark.parametrize("status", [429, 502, 503])
@@ -332,13 +294,11 @@ async def test_rt_15_rate_limited_backs_off_the_interval(
     ) as conn:
         await conn.send({"i": 0})
         await rec.until(lambda: rec.results)
-        await asyncio.sleep(20 * MS)
         await conn.send({"i": 1})
         await rec.until(lambda: rec.errors)
         assert rec.errors[0].code == "RATE_LIMITED"
         assert conn.state is ConnectionState.OPEN
         assert conn.throttle_interval >= 50 * MS  # doubled, at least the floor
-        await asyncio.sleep(60 * MS)
         await conn.send({"i": 2})
         await rec.until(lambda: len(rec.results) == 2)
 
@@ -372,9 +332,10 @@ async def test_rt_16_raising_callback_is_reported_and_connection_lives(
 async def test_rt_17_slow_callback_never_stalls_reading(running: RunningGateway) -> None:
     """RT-17: a slow async callback: the reader keeps up; overflow drops the oldest, counted."""
     delivered: list[int] = []
+    release = asyncio.Event()
 
     async def slow(value: Any) -> None:
-        await asyncio.sleep(30 * MS)
+        await release.wait()  # as slow as the test says: until every result was read
         delivered.append(value["echo"]["i"])
 
     async with await _connect(
@@ -383,12 +344,10 @@ async def test_rt_17_slow_callback_never_stalls_reading(running: RunningGateway)
         for i in range(20):
             await conn.send({"i": i})
         await eventually(lambda: conn.stats.results >= 20)
-        # All 20 were read off the socket while the callback had finished at most a few.
-        assert len(delivered) < 5
-        await eventually(
-            lambda: len(delivered) + conn.stats.dropped.get("slow_consumer", 0) >= 20,
-            step=5 * MS,
-        )
+        # All 20 were read off the socket while the callback had finished none.
+        assert delivered == []
+        release.set()
+        await eventually(lambda: len(delivered) + conn.stats.dropped.get("slow_consumer", 0) >= 20)
     assert delivered == sorted(delivered) and delivered[-1] == 19
     assert conn.stats.dropped["slow_consumer"] == 20 - len(delivered) > 0
 
@@ -462,18 +421,23 @@ async def test_rt_21_close_during_connecting_and_reconnecting(
 ) -> None:
     """RT-21: close() while connecting or reconnecting returns promptly, leaves no task behind."""
     gateway.set_faults("fal-ai/echo", "reject_status=503")
-    slow_policy = ReconnectPolicy(max_attempts=None, deadline_s=30, initial_delay_s=0.5)
+    upgrades = count_upgrades(gateway)
+    # Waits of up to 30 s between attempts: a close() that waited one out would (most
+    # likely) outlast WAIT, which only bounds the test.
+    slow_policy = ReconnectPolicy(
+        max_attempts=None, deadline_s=120, initial_delay_s=30, max_delay_s=30
+    )
     conn = await _connect(running, reconnect=slow_policy, lazy=True)
     await conn.send({"i": 0})
-    await asyncio.sleep(50 * MS)
+    await eventually(lambda: upgrades() == 1)  # refused once: waiting to retry
     assert conn.state is ConnectionState.CONNECTING
-    async with asyncio.timeout(1000 * MS):
+    async with asyncio.timeout(WAIT):
         await conn.close()
     assert conn.state is ConnectionState.CLOSED and conn.stats.dropped == {"closed": 1}
 
     # A connect() cancelled while it is opening cleans up after itself.
     task = asyncio.create_task(_connect(running, reconnect=slow_policy))
-    await asyncio.sleep(50 * MS)
+    await eventually(lambda: upgrades() == 2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -484,10 +448,9 @@ async def test_rt_21_close_during_connecting_and_reconnecting(
     gateway.set_faults("fal-ai/echo", "reject_status=503")
     await conn.send({"i": 0})
     await rec.until(lambda: ConnectionState.RECONNECTING in rec.states)
-    async with asyncio.timeout(1000 * MS):
+    async with asyncio.timeout(WAIT):
         await conn.close()
     assert conn.state is ConnectionState.CLOSED
-    await asyncio.sleep(10 * MS)
     leftover = [t for t in asyncio.all_tasks() if t.get_name().startswith("fal-realtime")]
     assert leftover == []
 

@@ -23,7 +23,7 @@ from fal_realtime._recorder import Recorder
 from fal_realtime.server import Gateway, RunningGateway
 
 from .conftest import AUTH, KEY, MS
-from .gateway_tools import WAIT
+from .gateway_tools import WAIT, on_io_alone
 from .runner_cases import collect, count, echo, greet_then_shout
 
 SESSION_TIMEOUT = 100 * MS
@@ -150,14 +150,16 @@ async def test_gw_replay_2_delays_follow_the_recording_times_speed(
     gateway.replay("t/half", path, speed=0.5)
     replaying = await serve(replayer)
     took = {}
-    for app in ("t/slow", "t/fast", "t/half"):
+    for app in ("t/slow", "t/half"):
         started = time.perf_counter()
         seen = await exchange(http, f"{replaying.ws_url}/{app}/realtime", ["go"])
         took[app] = time.perf_counter() - started
         assert seen.frames == ["late"] and seen.close_code == 1000
     assert took["t/slow"] >= 600 * MS
     assert 300 * MS <= took["t/half"] < took["t/slow"]
-    assert took["t/fast"] < 300 * MS
+    # speed=0: no recorded delay is waited out at all (on I/O alone, no clock read).
+    seen = await on_io_alone(exchange(http, f"{replaying.ws_url}/t/fast/realtime", ["go"]))
+    assert seen.frames == ["late"] and seen.close_code == 1000
 
 
 async def test_gw_replay_3_strict_mode_names_the_first_differing_field(

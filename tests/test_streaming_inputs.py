@@ -15,8 +15,9 @@ from typing import Any
 from fal_realtime import INTERNAL_ERROR, ConnectionState
 from fal_realtime.server import Gateway, RunningGateway
 
+from .callbacks import Recorder
 from .conftest import MS
-from .stream_tools import Seen, streaming_connect
+from .stream_tools import streaming_connect
 
 SESSION_TIMEOUT = 150 * MS
 N = 20
@@ -26,7 +27,7 @@ async def test_rt_stream_1_unary_answers_every_input_in_order(
     gateway: Gateway, running: RunningGateway
 ) -> None:
     """RT-STREAM-1: unary with coalesce=False, throttle 0: every input answered, in order."""
-    seen = Seen()
+    seen = Recorder()
     async with await streaming_connect(running, "fal-ai/echo", seen) as conn:
         for i in range(N):
             await conn.send({"i": i})
@@ -43,7 +44,7 @@ async def test_rt_stream_2_client_streaming_gets_every_input_in_order(
 ) -> None:
     """RT-STREAM-2: client streaming: one result naming every input in order, then dormant."""
     gateway.add_realtime("test/collect", _collect, session_timeout=SESSION_TIMEOUT)
-    seen = Seen()
+    seen = Recorder()
     async with await streaming_connect(running, "test/collect", seen) as conn:
         for i in range(N):
             await conn.send({"i": i})
@@ -61,7 +62,7 @@ async def test_rt_stream_3_bidirectional_answers_every_input_in_order(
             yield {"i": item["i"], "twice": item["i"] * 2}
 
     gateway.add_realtime("test/double", double, session_timeout=None)
-    seen = Seen()
+    seen = Recorder()
     async with await streaming_connect(running, "test/double", seen) as conn:
         for i in range(N):
             await conn.send({"i": i})
@@ -82,7 +83,7 @@ async def test_rt_stream_4_server_streaming_takes_one_input_per_session(
         yield {"run": value["run"], "i": 1}
 
     gateway.add_realtime("test/count", count, session_timeout=None)
-    seen = Seen()
+    seen = Recorder()
     async with await streaming_connect(running, "test/count", seen) as conn:
         await conn.send({"run": 1})
         await seen.until(lambda: seen.results)
@@ -99,7 +100,7 @@ async def test_rt_stream_5_a_new_session_starts_from_nothing(
 ) -> None:
     """RT-STREAM-5: after a session timed out, the next sends open a new one: no state carried."""
     gateway.add_realtime("test/collect", _collect, session_timeout=SESSION_TIMEOUT)
-    seen = Seen()
+    seen = Recorder()
     async with await streaming_connect(running, "test/collect", seen) as conn:
         for i in range(2):
             await conn.send({"i": i})
@@ -124,7 +125,7 @@ async def test_rt_stream_6_a_failing_stream_reports_then_the_next_send_starts_af
             index += 1
 
     gateway.add_realtime("test/numbered", numbered, session_timeout=None)
-    seen = Seen()
+    seen = Recorder()
     async with await streaming_connect(running, "test/numbered", seen) as conn:
         await conn.send({"text": "a"})
         await conn.send({"text": "b"})

@@ -9,11 +9,11 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, NoReturn
 
 from .._validate import check_seconds
-from ..errors import RealtimeError
+from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
 
 _JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
@@ -46,26 +46,25 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def port(text: str) -> int:
-    """Return the TCP port in ``text`` (0..65535; 0 picks a free one), for ``type=``."""
+def _integer(text: str, *, high: int | None, expected: str) -> int:
+    """Return the integer in ``text`` if it is 0..``high``; else raise ArgumentTypeError."""
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, got {text!r}")
+    if value < 0 or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def port(text: str) -> int:
+    """Return the TCP port in ``text`` (0..65535; 0 picks a free one), for ``type=``."""
+    return _integer(text, high=65535, expected="a port 0..65535")
 
 
 def count(text: str) -> int:
     """Return the integer >= 0 in ``text``, for ``type=``."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _integer(text, high=None, expected="an integer >= 0")
 
 
 def factor(text: str) -> float:
@@ -161,3 +160,37 @@ async def wait_for_stop() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+class Outcomes:
+    """A demo connection's errors, and waits until its results say enough (or it fails).
+
+    The owner calls :meth:`changed` after each result it records; :meth:`on_error` is the
+    connection's ``on_error``.
+    """
+
+    def __init__(self, *, wait_s: float) -> None:
+        self.wait_s = wait_s
+        self.errors: list[RealtimeError] = []
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """Wake :meth:`wait_for` to look again."""
+        self._changed.set()
+
+    def on_error(self, error: RealtimeError) -> None:
+        """Keep ``error``: the wait in progress (or the next one) raises it."""
+        self.errors.append(error)
+        self._changed.set()
+
+    async def wait_for(self, done: Callable[[], bool], what: str) -> None:
+        """Wait until ``done()`` holds; raise the first error, or TIMEOUT after ``wait_s``."""
+        try:
+            async with asyncio.timeout(self.wait_s):
+                while not (self.errors or done()):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise RealtimeTimeoutError(TIMEOUT, f"no {what} within {self.wait_s:.0f} s") from None
+        if self.errors:
+            raise self.errors[0]

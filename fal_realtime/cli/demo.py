@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
-from ._common import port, report_error, wait_for_stop
+from ._common import Outcomes, port, report_error, wait_for_stop
 from .demo_camera import MEDIA_HINT, camera_available, demo_camera
 
 DEMO_APP = "fal-ai/flux-lora-realtime"
@@ -70,14 +69,13 @@ def _demo_input(prompt: str, *, seed: int = DEMO_SEED) -> dict[str, Any]:
 
 
 class _ImageSaver:
-    """The demo's callbacks: save every image as ``fal-realtime-demo-N.png``, keep errors."""
+    """The demo's results: save every image as ``fal-realtime-demo-N.png``."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.saved: list[Path] = []
         self.seeds: list[Any] = []
-        self.errors: list[RealtimeError] = []
-        self._changed = asyncio.Event()
+        self.outcomes = Outcomes(wait_s=DEMO_WAIT_S)
 
     async def on_result(self, result: Any) -> None:
         """Save and report each image of ``result`` (results arrive one at a time, in order)."""
@@ -98,24 +96,7 @@ class _ImageSaver:
                 flush=True,
             )
         self.seeds.append(seed)
-        self._changed.set()
-
-    def on_error(self, error: RealtimeError) -> None:
-        """Keep ``error``: the demo stops at the next wait."""
-        self.errors.append(error)
-        self._changed.set()
-
-    async def wait_for(self, done: Callable[[], bool], what: str) -> None:
-        """Wait until ``done()`` holds; raise the first error, or TIMEOUT after a while."""
-        try:
-            async with asyncio.timeout(DEMO_WAIT_S):
-                while not (self.errors or done()):
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise RealtimeTimeoutError(TIMEOUT, f"no {what} within {DEMO_WAIT_S:.0f} s") from None
-        if self.errors:
-            raise self.errors[0]
+        self.outcomes.changed()
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -166,14 +147,14 @@ async def _demo_realtime(base_url: str, key: str, out_dir: Path) -> None:
     conn = await connect(
         DEMO_APP,
         on_result=saver.on_result,
-        on_error=saver.on_error,
+        on_error=saver.outcomes.on_error,
         base_url=base_url,
         key=key,
         throttle_interval=DEMO_THROTTLE_S,
     )
     async with conn:
         await conn.send(_demo_input(DEMO_PROMPT))
-        await saver.wait_for(lambda: len(saver.seeds) >= 1, "result")
+        await saver.outcomes.wait_for(lambda: len(saver.seeds) >= 1, "result")
 
         # A user typing: each keystroke sends the longer prompt, with no pause. Let the
         # interval pass first so that the burst starts with a send that goes at once.
@@ -186,7 +167,7 @@ async def _demo_realtime(base_url: str, key: str, out_dir: Path) -> None:
             # A seed per send lets the demo recognise the answer to the last one.
             await conn.send(_demo_input(prompt, seed=DEMO_SEED + i))
         last = DEMO_SEED + DEMO_BURST
-        await saver.wait_for(lambda: last in saver.seeds, "result for the last send")
+        await saver.outcomes.wait_for(lambda: last in saver.seeds, "result for the last send")
         print(
             f"burst: {DEMO_BURST} sends -> sent {stats.sent - sent}, "
             f"coalesced {stats.coalesced - coalesced}, results {stats.results - results} "

@@ -15,7 +15,7 @@ import statistics
 import time
 from typing import Any
 
-from ..errors import TIMEOUT, RealtimeError, RealtimeTimeoutError
+from ._common import Outcomes
 
 __all__ = ["CAMERA_APP", "camera_available", "demo_camera", "synthetic_frame"]
 
@@ -57,32 +57,17 @@ class _Round:
         self.sent_at: dict[str, float] = {}
         self.latencies_s: list[float] = []
         self.answered: set[str] = set()
-        self.errors: list[RealtimeError] = []
-        self._changed = asyncio.Event()
+        self.outcomes = Outcomes(wait_s=CAMERA_WAIT_S)
 
     def on_result(self, result: Any) -> None:
         request_id = str(result.get("request_id")) if isinstance(result, dict) else ""
         if request_id in self.sent_at:
             self.latencies_s.append(time.perf_counter() - self.sent_at[request_id])
             self.answered.add(request_id)
-        self._changed.set()
-
-    def on_error(self, error: RealtimeError) -> None:
-        self.errors.append(error)
-        self._changed.set()
+        self.outcomes.changed()
 
     async def wait_for(self, request_id: str) -> None:
-        try:
-            async with asyncio.timeout(CAMERA_WAIT_S):
-                while not (self.errors or request_id in self.answered):
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise RealtimeTimeoutError(
-                TIMEOUT, f"no camera result within {CAMERA_WAIT_S:.0f} s"
-            ) from None
-        if self.errors:
-            raise self.errors[0]
+        await self.outcomes.wait_for(lambda: request_id in self.answered, "camera result")
 
 
 async def demo_camera(base_url: str, key: str, *, seconds: float = CAMERA_SECONDS) -> str:
@@ -93,7 +78,7 @@ async def demo_camera(base_url: str, key: str, *, seconds: float = CAMERA_SECOND
     conn = await connect(
         CAMERA_APP,
         on_result=rounds.on_result,
-        on_error=rounds.on_error,
+        on_error=rounds.outcomes.on_error,
         base_url=base_url,
         key=key,
     )

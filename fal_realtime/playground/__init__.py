@@ -10,7 +10,8 @@ The page (``index.html``: plain HTML and JavaScript, no build step) opens a WebS
 ``/playground/ws`` on the gateway. Behind it, each tab gets a relay: this package's
 realtime client (:func:`fal_realtime.connect`, throttled, latest wins) connected to
 ``fal-ai/flux-lora-realtime`` on the same gateway with the gateway's key, which never
-reaches the browser. The relay is closed when the tab's socket closes.
+reaches the browser. The relay is closed when the tab's socket closes. The pages share
+one stylesheet (``playground.css``, at ``/playground/style.css``) and add their own rules.
 
 Messages, all JSON text. Browser → relay: ``{"prompt": str, "image_size": str,
 "seed": int | null}``. Relay → browser: ``{"type": "result", "image": URL, "width",
@@ -21,23 +22,21 @@ Messages, all JSON text. Browser → relay: ``{"prompt": str, "image_size": str,
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib.resources
-import logging
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from ..errors import INVALID_INPUT, RealtimeError
 from ..proxy import Proxy, ProxyRequest
 from ..proxy._aio import handle_token
-from ..realtime import ConnectionState, RealtimeConnection, connect
+from ..realtime import ConnectionState, connect
 from ..server import Gateway, RunningGateway
 from ..server.demo import register_demo_apps
+from ._pages import STYLESHEET, static
+from ._tabs import Tab, Tabs, checked_prompt, json_object
 from .camera import CAMERA_PAGE_PATH, CameraPlayground
 
 __all__ = [
@@ -51,11 +50,10 @@ __all__ = [
     "serve_playground",
 ]
 
-log = logging.getLogger("fal_realtime.playground")
-
 PAGE_PATH = "/playground/"
 SOCKET_PATH = "/playground/ws"
 STATS_PATH = "/playground/stats"
+STYLE_PATH = "/playground/style.css"
 DIRECT_PATH = "/playground/direct/"
 TOKEN_PATH = "/playground/api/fal/token"
 APP = "fal-ai/flux-lora-realtime"
@@ -63,63 +61,35 @@ THROTTLE_S = 0.064
 IMAGE_SIZES = frozenset(
     {"square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"}
 )
-MAX_PROMPT_CHARS = 2000
 #: The largest message a tab may send; inputs are a prompt and two small fields.
 MAX_MESSAGE_BYTES = 16 * 1024
-#: How long close() waits for the tabs' handlers to finish.
-CLOSE_WAIT_S = 10.0
 
 
-class _Tab:
-    """One browser tab: its socket, and the relay's callbacks that write to it."""
+class _PromptTab:
+    """What the prompt page shows of one tab's relay: its results and its state."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.conn: RealtimeConnection | None = None
-        self.finished = asyncio.Event()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if self.ws.closed:
-            return
-        # The tab may go away mid-write; its handler then closes the relay.
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(orjson.dumps(message).decode())
-
-    def stats(self) -> dict[str, Any]:
-        if self.conn is None:
-            return {}
-        stats = self.conn.stats
-        latency = stats.last_latency_s
-        return {
-            "sent": stats.sent,
-            "coalesced": stats.coalesced,
-            "received": stats.results,
-            "last_latency_ms": None if latency is None else round(latency * 1000, 1),
-            "state": self.conn.state.value,
-        }
+    def __init__(self, tab: Tab) -> None:
+        self.tab = tab
 
     async def on_result(self, result: Any) -> None:
         images = result.get("images") if isinstance(result, dict) else None
         image = images[0] if isinstance(images, list) and images else None
         if not isinstance(image, dict):
-            await self.send({"type": "error", "code": "NO_IMAGE", "message": "no image"})
+            await self.tab.send({"type": "error", "code": "NO_IMAGE", "message": "no image"})
             return
-        await self.send(
+        await self.tab.send(
             {
                 "type": "result",
                 "image": image.get("url"),
                 "width": image.get("width"),
                 "height": image.get("height"),
                 "seed": result.get("seed"),
-                "stats": self.stats(),
+                "stats": self.tab.stats(),
             }
         )
 
-    async def on_error(self, error: RealtimeError) -> None:
-        await self.send({"type": "error", "code": error.code, "message": error.message})
-
     async def on_state_change(self, state: ConnectionState) -> None:
-        await self.send({"type": "state", "state": state.value})
+        await self.tab.send({"type": "state", "state": state.value})
 
 
 class Playground:
@@ -134,29 +104,24 @@ class Playground:
         self.app = app
         self.throttle_interval = throttle_interval
         self.base_url: str | None = None
-        self._tabs: set[_Tab] = set()
-        # Relay closes in flight: they outlive a cancelled tab handler, and close() awaits them.
-        self._closing: set[asyncio.Task[None]] = set()
-        page = importlib.resources.files(__package__).joinpath("index.html")
-        self._page = page.read_text(encoding="utf-8")
-        direct = importlib.resources.files(__package__).joinpath("direct.html")
-        self._direct_page = direct.read_text(encoding="utf-8")
+        self._tabs = Tabs(name="playground", max_message_bytes=MAX_MESSAGE_BYTES)
         self._token_proxy: Proxy | None = None
 
     @property
     def open_relays(self) -> int:
         """Return how many tabs have a relay connection open now."""
-        return sum(1 for tab in self._tabs if tab.conn is not None and not tab.conn.closed)
+        return self._tabs.open_relays
 
     def mount(self, gateway: Gateway) -> None:
-        """Serve the page, the tabs' socket and the stats on ``gateway``."""
+        """Serve the pages, their stylesheet, the tabs' socket and the stats on ``gateway``."""
         gateway.add_routes(
             [
                 web.get(PAGE_PATH.rstrip("/"), self._redirect),
-                web.get(PAGE_PATH, self._index),
+                web.get(PAGE_PATH, static("index.html")),
+                web.get(STYLE_PATH, static(STYLESHEET)),
                 web.get(SOCKET_PATH, self._socket),
-                web.get(STATS_PATH, self._stats),
-                web.get(DIRECT_PATH, self._direct),
+                web.get(STATS_PATH, self._tabs.handle_stats),
+                web.get(DIRECT_PATH, static("direct.html")),
                 web.route("*", TOKEN_PATH, self._token),
             ],
             on_cleanup=self.close,
@@ -168,33 +133,12 @@ class Playground:
         :func:`serve_playground` calls this before the gateway stops, so that tabs are
         told and their handlers end on their own; the gateway calls it again at cleanup.
         """
-        tabs = list(self._tabs)
-        for tab in tabs:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await tab.ws.close(code=WSCloseCode.GOING_AWAY, message=b"playground stopping")
-        try:
-            async with asyncio.timeout(CLOSE_WAIT_S):
-                for tab in tabs:
-                    await tab.finished.wait()
-        except TimeoutError:
-            log.warning("fal_realtime.playground: tab handlers still running after close")
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._tabs.close()
 
     # -- handlers -------------------------------------------------------------------
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(PAGE_PATH)
-
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            text=self._page, content_type="text/html", headers={"Cache-Control": "no-store"}
-        )
-
-    async def _direct(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            text=self._direct_page, content_type="text/html", headers={"Cache-Control": "no-store"}
-        )
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         """Give the direct page a token for the playground's app (same-origin pages only)."""
@@ -209,57 +153,25 @@ class Playground:
             )
         return await handle_token(self._token_proxy, request)
 
-    async def _stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"tabs": len(self._tabs), "relays": self.open_relays})
-
     async def _socket(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.partition("://")[2] != request.host:
-            # Only the page itself may drive the relay (it spends the gateway's key).
-            raise web.HTTPForbidden(text="cross-origin playground sockets are refused")
-        if self.base_url is None:
-            raise web.HTTPServiceUnavailable(text="the playground is not connected yet")
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
-        await ws.prepare(request)
-        tab = _Tab(ws)
-        self._tabs.add(tab)
-        try:
-            try:
-                tab.conn = await connect(
-                    self.app,
-                    on_result=tab.on_result,
-                    on_error=tab.on_error,
-                    on_state_change=tab.on_state_change,
-                    connection_key=f"playground:{secrets.token_hex(8)}",
-                    throttle_interval=self.throttle_interval,
-                    base_url=self.base_url,
-                    key=self.key,
-                )
-            except RealtimeError as exc:
-                await tab.on_error(exc)
-                return ws
-            await tab.send({"type": "stats", "stats": tab.stats()})
-            await self._relay(tab)
-        finally:
-            try:
-                if tab.conn is not None:
-                    await asyncio.shield(self._close_relay(tab.conn))
-                await ws.close()
-            finally:
-                self._tabs.discard(tab)
-                tab.finished.set()
-        return ws
+        async with self._tabs.accept(request, ready=self.base_url is not None) as tab:
+            page = _PromptTab(tab)
+            connecting = connect(
+                self.app,
+                on_result=page.on_result,
+                on_error=tab.on_error,
+                on_state_change=page.on_state_change,
+                connection_key=f"playground:{secrets.token_hex(8)}",
+                throttle_interval=self.throttle_interval,
+                base_url=self.base_url,
+                key=self.key,
+            )
+            if await tab.open(connecting):
+                await tab.send({"type": "stats", "stats": tab.stats()})
+                await self._relay(tab)
+        return tab.ws
 
-    def _close_relay(self, conn: RealtimeConnection) -> asyncio.Task[None]:
-        """Close ``conn`` in a task of its own, which close() awaits if the handler cannot."""
-        task = asyncio.get_running_loop().create_task(
-            conn.close(), name="fal-realtime-playground-close"
-        )
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        return task
-
-    async def _relay(self, tab: _Tab) -> None:
+    async def _relay(self, tab: Tab) -> None:
         """Send each of the tab's inputs through its relay until the tab goes away."""
         assert tab.conn is not None
         async for msg in tab.ws:
@@ -285,15 +197,8 @@ def _same_origin(request: ProxyRequest) -> bool:
 
 def _input(text: str) -> dict[str, Any]:
     """Return the realtime input for a tab's message; raise ValueError when it is bad."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise ValueError('send a JSON object such as {"prompt": "a tiger"}')
-    prompt = value.get("prompt")
-    if not isinstance(prompt, str) or not 0 < len(prompt) <= MAX_PROMPT_CHARS:
-        raise ValueError(f"prompt must be a string of 1 to {MAX_PROMPT_CHARS} characters")
+    value = json_object(text, example='{"prompt": "a tiger"}')
+    prompt = checked_prompt(value.get("prompt"))
     image_size = value.get("image_size", "landscape_16_9")
     if image_size not in IMAGE_SIZES:
         raise ValueError(f"image_size must be one of {', '.join(sorted(IMAGE_SIZES))}")

@@ -245,7 +245,12 @@ class _Bridge:
         except (aiohttp.ClientConnectionError, OSError) as exc:
             if self._ws.closed:
                 raise _Dropped from None
-            log.warning("upstream of %s unreachable: %r", self._route.app_id, exc)
+            log.warning(
+                "upstream of %s unreachable: %r",
+                self._route.app_id,
+                exc,
+                extra={"fal_app_id": str(self._route.app_id)},
+            )
             await self._answer_error(
                 request_id, 502, f"upstream of {self._route.app_id.key} is not reachable"
             )
@@ -266,7 +271,12 @@ class _Bridge:
             if chunker is not None and (rest := chunker.flush()):
                 await self._send(rest)
         except aiohttp.ClientPayloadError as exc:
-            log.warning("upstream of %s broke mid-body: %r", self._route.app_id, exc)
+            log.warning(
+                "upstream of %s broke mid-body: %r",
+                self._route.app_id,
+                exc,
+                extra={"fal_app_id": str(self._route.app_id)},
+            )
         if ttfb is None:
             ttfb = time.perf_counter() - started
         await self._control(
@@ -359,11 +369,21 @@ async def handle_http_post(
                 async for chunk in resp.content.iter_any():
                     await answer.write(chunk)
             except aiohttp.ClientPayloadError as exc:
-                log.warning("upstream of %s broke mid-body: %r", route.app_id, exc)
+                log.warning(
+                    "upstream of %s broke mid-body: %r",
+                    route.app_id,
+                    exc,
+                    extra={"fal_app_id": str(route.app_id)},
+                )
             await answer.write_eof()
             return answer
     except (aiohttp.ClientConnectionError, OSError) as exc:
-        log.warning("upstream of %s unreachable: %r", route.app_id, exc)
+        log.warning(
+            "upstream of %s unreachable: %r",
+            route.app_id,
+            exc,
+            extra={"fal_app_id": str(route.app_id)},
+        )
         raise json_error(502, f"upstream of {route.app_id.key} is not reachable") from None
 
 

@@ -60,6 +60,9 @@ class FaultProxy:
         self.accepted = 0
         self.refused = 0
         self.cuts = 0
+        #: Chunks read and held by a stall, not forwarded yet (a signal for tests: the
+        #: bytes are in flight, stuck in the link).
+        self.held = 0
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -189,7 +192,12 @@ class FaultProxy:
                 data = await source.read(_READ_SIZE)
                 if not data:
                     break
-                await self._flowing.wait()
+                if not self._flowing.is_set():
+                    self.held += 1
+                    try:
+                        await self._flowing.wait()
+                    finally:
+                        self.held -= 1
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 if downstream and self._cut_mid_frame:

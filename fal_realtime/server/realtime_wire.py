@@ -69,7 +69,9 @@ class SessionWire:
         elif isinstance(exc, ConnectionError) or (isinstance(exc, RuntimeError) and self.ws.closed):
             self.end(Ending(None))  # the client went away mid-send
         else:
-            log.warning("realtime handler for %s failed: %r", what, exc)
+            log.warning(
+                "realtime handler for %s failed: %r", what, exc, extra={"fal_app_id": str(what)}
+            )
             self.end(Ending("INTERNAL_ERROR", str(exc)))
 
     async def send(self, frame: bytes | str) -> None:

@@ -32,9 +32,7 @@ def token_handler(
         try:
             body = orjson.loads(await request.read())
         except ValueError:
-            return _bad_request(
-                "body must be JSON: {'allowed_apps': [...], 'token_expiration': N}"
-            )
+            return _bad_request("body must be JSON: {'allowed_apps': [...], 'token_expiration': N}")
         if not isinstance(body, dict):
             return _bad_request("body must be a JSON object")
         apps = body.get("allowed_apps")
