@@ -19,13 +19,13 @@ CASE = re.compile(r"^((?:[A-Z]+-)+\d+): (.+)$", re.S)
 ROW = re.compile(r"^\| `((?:[A-Z]+-)+\d+)` \|")
 
 GROUPS = {
-    "GW": "Gateway (SPEC §5): the local gateway behaves as fal's runner and edge do",
-    "RT": "Realtime client and realtime wire facts (SPEC §2.1, §3, §4)",
-    "WS": "HTTP over WebSockets (SPEC §2.2)",
-    "SEC": "Security (SPEC §6)",
-    "PROXY": "Browser apps (SPEC §8, issue 20): fal's server proxy and the token route",
-    "USR": "For users (issues #7, #14): the FastAPI example, the playground, the test toolkit",
-    "OBS": "Observability (SPEC §9, issue 21): OpenTelemetry metrics and spans, searchable logs",
+    "GW": "Gateway: the local gateway behaves as fal's runner and edge do",
+    "RT": "Realtime client and realtime wire facts",
+    "WS": "HTTP over WebSockets",
+    "SEC": "Security",
+    "PROXY": "Browser apps: fal's server proxy and the token route",
+    "USR": "For users: the examples, the playground, the test toolkit, the documentation",
+    "OBS": "Observability: OpenTelemetry metrics and spans, searchable logs",
 }
 
 HEADER = """# Conformance cases
