@@ -21,6 +21,9 @@ import pytest
 from aiohttp import web
 
 import fal_realtime
+import fal_realtime.media
+import fal_realtime.proxy
+import fal_realtime.testing
 
 from .browser_tools import chromium, needs_chromium
 
@@ -77,11 +80,18 @@ async def served(site: Path) -> AsyncIterator[str]:
 
 
 def test_usr_docs_4_generated_pages_follow_their_sources(site: Path) -> None:
-    """USR-DOCS-4: the API page anchors every name in __all__; performance shows the JSON's."""
+    """USR-DOCS-4: the API pages anchor every public name; performance shows the JSON's."""
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     missing = [n for n in fal_realtime.__all__ if f'id="fal_realtime.{n}"' not in api]
     assert not missing, f"not in the API reference: {missing}"
     assert f"<code>{fal_realtime.__version__}</code>" in api
+    for module in (fal_realtime.media, fal_realtime.proxy, fal_realtime.testing):
+        page_name = module.__name__.rsplit(".", 1)[1]
+        html = (site / "api" / page_name / "index.html").read_text(encoding="utf-8")
+        missing = [n for n in module.__all__ if f'id="{module.__name__}.{n}"' not in html]
+        assert not missing, f"not in the {module.__name__} reference: {missing}"
+    server = (site / "api" / "server" / "index.html").read_text(encoding="utf-8")
+    assert 'id="fal_realtime.server.Gateway"' in server
     page = (site / "performance" / "index.html").read_text(encoding="utf-8")
     document = json.loads((ROOT / "docs" / "performance.json").read_text(encoding="utf-8"))
     for scenario in document["scenarios"]:
