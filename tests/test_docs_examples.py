@@ -8,6 +8,7 @@ would run them, with warnings as errors.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,3 +106,15 @@ def test_usr_docs_3_blocks_type_check(page: Path, tmp_path: Path, mypy_cache: Pa
         {**BASE_ENV, "MYPYPATH": str(ROOT)},  # an editable install's import hook is not for mypy
         f"mypy on {page.relative_to(ROOT)}'s blocks",
     )
+
+
+def test_usr_docs_6_readme_and_contributing_links_resolve() -> None:
+    """USR-DOCS-6: each relative link and image in README.md and CONTRIBUTING.md exists."""
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    broken = []
+    for name in ("README.md", "CONTRIBUTING.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for target in link.findall(text):
+            if "://" not in target and not (ROOT / target).exists():
+                broken.append(f"{name}: {target}")
+    assert not broken, broken
