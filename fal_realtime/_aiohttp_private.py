@@ -86,6 +86,7 @@ wrap it; there, and with aiohttp older than 3.10.11, the task reads everything.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections import deque
@@ -306,6 +307,11 @@ def frame_tap(
     return FrameTap(ws, protocol, ws._reader, on_data)
 
 
+@functools.lru_cache(maxsize=8)  # asked per socket, answered per class
+def _reads_by_coroutine(queue_class: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(queue_class, "read", None))
+
+
 def _unknown_shape(ws: aiohttp.ClientWebSocketResponse, protocol: Any) -> str:
     """Return what ``ws`` lacks of what the tap relies on; empty when it has it all."""
     try:
@@ -315,7 +321,7 @@ def _unknown_shape(ws: aiohttp.ClientWebSocketResponse, protocol: Any) -> str:
             return "aiohttp's message queue is not a deque"
         if not all(_recognised(entry) for entry in buffer):
             return "aiohttp's message queue holds something other than (WSMessage, size)"
-        if not inspect.iscoroutinefunction(queue.read):
+        if not _reads_by_coroutine(queue.__class__):
             return "aiohttp's message queue's read() is not a coroutine function"
         if queue.is_eof().__class__ is not bool:
             return "aiohttp's message queue's is_eof() does not answer a bool"

@@ -63,15 +63,13 @@ class Backlog:
         self._fd = -1
         self._buffer = bytearray(4)
         sock: Any = ws.get_extra_info("socket")
-        if sock is None or getattr(sock, "type", None) != socket.SOCK_STREAM:
+        if sock is None or _TCP_NOTSENT_LOWAT is None:
             return
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        try:
+            # A socket that is not TCP (a Unix socket) refuses the option: nothing to ask.
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+        except OSError:
             return
-        if _TCP_NOTSENT_LOWAT is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
-            except OSError:
-                pass
         if sys.platform == "linux" and fcntl is not None:
             self._fd = sock.fileno()
 

@@ -179,8 +179,9 @@ class Driver:
             await link.close()
         if task is not None:
             if link is not None and not task.done():
-                # The link's run is ending: let the task report it, within the close bound.
-                await asyncio.wait((task,), timeout=self._options.close_timeout_s)
+                # The link's socket is closed (within close_timeout_s): its run ends on its
+                # own, and the task reports that end to the machine (on_close) and ends.
+                await asyncio.wait((task,))
             await stop_task(task)
         if not self.opened.done():
             self.opened.set_exception(

@@ -46,6 +46,7 @@ holds a key, a token (the realtime URL carries one, so no URL is recorded) or a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -126,16 +127,21 @@ def _live_meter_provider(provider: Any) -> bool:
     The proxy's class is private to the API; when it cannot be found the provider counts
     as live (the safe side: record, at a cost, rather than lose metrics).
     """
+    return not isinstance(provider, _default_meter_providers())
+
+
+@functools.lru_cache(maxsize=1)  # asked per connection: the classes are found once
+def _default_meter_providers() -> tuple[type, ...]:
     internal = getattr(_metrics, "_internal", None)
     proxy = getattr(internal, "_ProxyMeterProvider", None)
     defaults: tuple[type, ...] = (_metrics.NoOpMeterProvider,)
     if isinstance(proxy, type):
         defaults += (proxy,)
-    return not isinstance(provider, defaults)
+    return defaults
 
 
 def _live_tracer_provider(provider: Any) -> bool:
-    return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
+    return not isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider))
 
 
 class Telemetry:
