@@ -17,7 +17,7 @@ run in other processes) are reported. With the full run the three plain contende
 against the raw aiohttp echo server, where the client is the bottleneck. The
 "OpenTelemetry on" contender records into a real SDK (meter and tracer providers with an
 in-memory reader and exporter; by default one result's latency per 0.1 s goes to the
-histogram); target (issue 21) >= 0.95 x this client with no provider configured ("off").
+histogram); target >= 0.95 x this client with no provider configured ("off").
 Beside it, the same recording every result's latency (a note, no target).
 """
 
@@ -51,7 +51,7 @@ TITLE = "realtime lock-step round trips (throttle off)"
 WARMUP = 50
 #: This client with a coroutine ``on_result`` (the plain ``def`` one is ``fal_realtime``).
 ASYNC = "fal_realtime (async def)"
-#: This client recording into a real OpenTelemetry SDK (issue 21): metrics and traces on.
+#: This client recording into a real OpenTelemetry SDK: metrics and traces on.
 OTEL = "fal_realtime (OpenTelemetry on)"
 #: The same, recording every result's latency (the default samples one per 0.1 s).
 OTEL_EVERY = "fal_realtime (OpenTelemetry on, every latency)"
@@ -300,7 +300,7 @@ async def run(env: Env) -> ScenarioResult:
         "rt/s vs raw aiohttp (async def on_result)", ASYNC, "raw aiohttp", "rt_per_s", ">=", 0.95
     )
     result.target_ratio(
-        "rt/s with OpenTelemetry on vs off (issue 21)", OTEL, "fal_realtime", "rt_per_s", ">=", 0.95
+        "rt/s with OpenTelemetry on vs off", OTEL, "fal_realtime", "rt_per_s", ">=", 0.95
     )
     result.target_ratio(
         "rt/s vs fal-client (both wss)",

@@ -7,8 +7,8 @@ any uplink speed. What counts as not drained, and why:
 
 - the transports' write buffers (asyncio holds what the kernel refused; under TLS the
   TLS transport's buffer and the TCP one's beneath it): always counted, and cheap to ask
-  (:func:`fal_realtime._aiohttp_private.write_transports` finds them; without them, only the kernel
-  is asked);
+  (:func:`fal_realtime._aiohttp_private.write_transports` finds them; without them, only
+  the kernel is asked);
 - the kernel's unsent bytes (written, not yet sent on the wire; bytes in flight are the
   network's and are not counted, or a link would idle a round trip per frame): Linux
   answers ``ioctl(SIOCOUTQNSD)`` (2 µs here). To keep that syscall off a fast link's hot

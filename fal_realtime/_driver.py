@@ -88,6 +88,7 @@ class Driver:
         "_forget",
         "_lease",
         "_log",
+        "_log_fields",
         "_loop",
         "_options",
         "_outbox",
@@ -130,7 +131,8 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self._lease = SessionLease(options.session)
         #: Every line about this connection carries its app id and connection id.
-        self._log = ConnectionLog(log, log_fields(options.app, connection_id))
+        self._log_fields = log_fields(options.app, connection_id)
+        self._log = ConnectionLog(log, self._log_fields)
         self._telemetry = for_connection(
             telemetry,
             app_id=options.label,
@@ -312,7 +314,7 @@ class Driver:
             stats=self._stats,
             recorder=recorder,
             heartbeat_s=options.heartbeat_s,
-            log_fields=self._log.extra,  # type: ignore[arg-type]
+            log_fields=self._log_fields,
         )
         self.do(machine.socket_opened(now=clock()))
         refresher: asyncio.Task[None] | None = None

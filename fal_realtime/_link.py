@@ -1,14 +1,14 @@
 """One open realtime socket and everything that lives exactly as long as it does.
 
 A :class:`SocketLink` owns one ``aiohttp`` WebSocket: its reading (data frames taken
-as aiohttp parses them where the tap applies, :mod:`fal_realtime._aiohttp_private`, else by the
-task), its writing (the direct path and a writer task while inputs wait their turn; with
-latest wins, nothing is handed to the socket while what it was handed before has not
-drained: :mod:`fal_realtime._backlog`),
-and its keep-alive (timers, a ping task while one is in flight). :meth:`SocketLink.run`
-reads it to its end and reports, once, how it ended (:class:`LinkEnd`); every task it
-started is cancelled and awaited before it returns. :meth:`SocketLink.close` is the
-client's one way to close it (a clean 1000 handshake while the reader still waits).
+as aiohttp parses them where the tap applies, :mod:`fal_realtime._aiohttp_private`, else
+by the task), its writing (the direct path, and a writer task while inputs wait their
+turn; with latest wins, nothing is handed to the socket while what it was handed before
+has not drained: :mod:`fal_realtime._backlog`), and its keep-alive (timers, a ping task
+while one is in flight). :meth:`SocketLink.run` reads it to its end and reports, once,
+how it ended (:class:`LinkEnd`); every task it started is cancelled and awaited before
+it returns. :meth:`SocketLink.close` is the client's one way to close it (a clean 1000
+handshake while the reader still waits).
 
 The link decides nothing about the connection's life: it hands each data frame to
 ``on_data`` and says when the frames that came with the handshake have been read
