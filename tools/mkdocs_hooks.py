@@ -84,6 +84,19 @@ def performance_markdown(document: dict[str, Any]) -> str:
         f"event loop `{document['loop']}`, {document['seconds']:.0f} s in all.",
         "",
     ]
+    if document.get("runs"):  # the scenarios come from several runs of their own
+        lines += [
+            "The scenarios come from runs of their own:",
+            "",
+            "| scenarios | started (UTC) | load average at start | seconds |",
+            "|---|---|---|---|",
+        ]
+        for run in document["runs"]:
+            started = run["machine"]["date_utc"].replace("T", " ").rstrip("Z")
+            load = ", ".join(f"{x:.2f}" for x in run["machine"].get("loadavg_at_start", []))
+            names = ", ".join(f"`{name}`" for name in run["scenarios"])
+            lines.append(f"| {names} | {started} | {load} | {run['seconds']:.0f} |")
+        lines.append("")
     met = sum(t["met"] for s in document["scenarios"] for t in s["targets"])
     total = sum(len(s["targets"]) for s in document["scenarios"])
     lines += [f"Targets met: **{met} of {total}**.", ""]
