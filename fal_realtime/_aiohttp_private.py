@@ -417,8 +417,10 @@ def write_transports(ws: Any) -> tuple[asyncio.WriteTransport, ...]:
     transport the TLS one writes into; an empty tuple when none is recognised.
     """
     found: list[asyncio.WriteTransport] = []
-    transport: Any = socket_transport(ws)
-    while isinstance(transport, asyncio.WriteTransport) and len(found) < 2:
+    transport: Any = getattr(getattr(ws, "_writer", None), "transport", None)
+    # Asked only get_write_buffer_size(): any transport that has it will do (uvloop's
+    # are not asyncio.WriteTransport subclasses, but have it).
+    while callable(getattr(transport, "get_write_buffer_size", None)) and len(found) < 2:
         found.append(transport)
         transport = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
     return tuple(found)
