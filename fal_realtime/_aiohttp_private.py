@@ -57,7 +57,14 @@ The inventory: every private attribute the package reads, aiohttp's and CPython'
    Each transport found is asked only ``get_write_buffer_size()``, public asyncio API.
    Fails safe: the transports recognised (none: an empty tuple); the backlog then counts
    the kernel's unsent bytes only. Tests: RT-MEDIA-1, RT-MEDIA-6.
-7. CPython, typing only: ``argparse._SubParsersAction`` in the annotations of
+7. :func:`drop_lost` (for the link, when the keep-alive declares the peer gone): the
+   transport of item 3, aborted.
+   Works around: ``receive()`` marks a socket 1006 when its wait is cancelled, so its
+   close drops the transport at once; a socket the tap reads waits elsewhere, and its
+   close would wait out the close timeout for a peer that is gone. Fails safe: no
+   transport found, the socket is closed as before (bounded by the close timeout).
+   Test: RT-TAP-5.
+8. CPython, typing only: ``argparse._SubParsersAction`` in the annotations of
    ``cli/*.add_parser`` (``add_subparsers()`` returns it; no public name exists). Never
    evaluated at run time.
 
@@ -100,6 +107,7 @@ __all__ = [
     "SUPPORTED",
     "FrameTap",
     "drop_heartbeat_callback",
+    "drop_lost",
     "frame_tap",
     "receive_now",
     "socket_transport",
@@ -424,3 +432,20 @@ def write_transports(ws: Any) -> tuple[asyncio.WriteTransport, ...]:
         found.append(transport)
         transport = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
     return tuple(found)
+
+
+def drop_lost(ws: Any) -> bool:
+    """Drop the connection of a socket whose peer is gone (no close handshake to wait for).
+
+    ``receive()`` marks a socket abnormally closed (1006) when the wait it is in is
+    cancelled, and a close then drops the transport at once; a socket read by the tap
+    waits elsewhere, so its close would wait out the close timeout for a peer that
+    stopped answering. Aborting the transport (public asyncio API, on the transport of
+    item 3) ends it as a lost connection does. Returns False, leaving the socket to
+    its close, where the transport is not found.
+    """
+    abort = getattr(socket_transport(ws), "abort", None)
+    if not callable(abort):
+        return False
+    abort()
+    return True

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import aiohttp
 
-from ._aiohttp_private import FrameTap, frame_tap, receive_now
+from ._aiohttp_private import FrameTap, drop_lost, frame_tap, receive_now
 from ._backlog import Backlog
 from ._cycles import release_socket
 from ._keepalive import PONG_MISSED_CODE, KeepAlive, Watch
@@ -224,6 +224,7 @@ class SocketLink:
                     if not reading.expired():
                         raise
                     code, cause = PONG_MISSED_CODE, keepalive.missed
+                    drop_lost(ws)  # the peer is gone: no close handshake to wait for
                 finally:
                     self._group = None
                     if watch is not None:

@@ -191,6 +191,7 @@ async def test_rt_tap_5_a_lost_link_is_dropped_without_waiting_for_a_close_hands
 ) -> None:
     """RT-TAP-5: a missed pong drops the socket at once, tapped or not (no close handshake wait)."""
     states: list[ConnectionState] = []
+    results: list[Any] = []
     conn = await fal_realtime.connect(
         "fal-ai/echo",
         base_url=proxy.ws_url,
@@ -199,8 +200,13 @@ async def test_rt_tap_5_a_lost_link_is_dropped_without_waiting_for_a_close_hands
         heartbeat_s=80 * MS,
         close_timeout_s=30.0,  # a close handshake on the dead link would wait this long
         on_state_change=states.append,
+        on_result=results.append,
     )
     try:
+        # One result first: the reader then waits where it waits for good (in the tap,
+        # where the tap applies), not in the receive() the handshake began.
+        await conn.send({"before": "stall"})
+        await eventually(lambda: len(results) == 1)
         proxy.stall()  # until resumed: nothing either way
         # Lost after 80 + 40 ms of silence; well within 2 s unless the close waits 30 s.
         await eventually(lambda: ConnectionState.RECONNECTING in states, within=2.0)
